@@ -1,0 +1,80 @@
+//! Build-script helper shared by every metl package that links a binary, test, bench or
+//! example against libtorch.
+//!
+//! Link arguments emitted by `torch-sys`'s own build script do not reach downstream
+//! binaries, so a binary built against a libtorch outside the system library path would
+//! need `LD_LIBRARY_PATH` to start. Each linking package therefore depends on `torch-sys`
+//! directly (which makes Cargo hand its build script `DEP_TCH_LIBTORCH_LIB`) and calls
+//! [`link_libtorch`] from a one-line `build.rs`:
+//!
+//! ```text
+//! // build.rs
+//! fn main() {
+//!     metl_build::link_libtorch();
+//! }
+//! ```
+//!
+//! ```
+//! // What it emits for a libtorch in /opt/libtorch:
+//! let args = metl_build::link_args(std::path::Path::new("/opt/libtorch/lib"));
+//! assert_eq!(args[0], "-Wl,-rpath,/opt/libtorch/lib");
+//! ```
+//!
+//! It emits, for every binary, test, bench and example of the package:
+//! - `-Wl,-rpath,<libtorch lib dir>` so the loader finds libtorch without help;
+//! - `-Wl,--no-as-needed -ltorch` so `libtorch.so` (and through it `libtorch_cuda.so`)
+//!   stays a `NEEDED` entry; without it the linker drops the CUDA library, whose
+//!   symbols nothing references directly, and CUDA is never detected on GPU machines.
+
+use std::path::Path;
+
+/// The variable Cargo sets for packages depending on `torch-sys` (whose `links` key is `tch`).
+pub const LIBTORCH_LIB_VAR: &str = "DEP_TCH_LIBTORCH_LIB";
+
+/// The linker arguments that make binaries find and keep libtorch in `lib_dir`.
+pub fn link_args(lib_dir: &Path) -> Vec<String> {
+    vec![
+        format!("-Wl,-rpath,{}", lib_dir.display()),
+        "-Wl,--no-as-needed".to_owned(),
+        format!("-L{}", lib_dir.display()),
+        "-ltorch".to_owned(),
+        "-Wl,--as-needed".to_owned(),
+    ]
+}
+
+/// Emits the rpath and `--no-as-needed` link arguments; call it from `build.rs`.
+///
+/// Does nothing (beyond a build warning) on targets other than Linux, or when
+/// `torch-sys` did not report a library folder.
+pub fn link_libtorch() {
+    println!("cargo:rerun-if-env-changed={LIBTORCH_LIB_VAR}");
+    let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    match std::env::var(LIBTORCH_LIB_VAR) {
+        Ok(dir) if target_os == "linux" => {
+            for arg in link_args(Path::new(&dir)) {
+                println!("cargo:rustc-link-arg={arg}");
+            }
+        }
+        Ok(dir) if target_os == "macos" => {
+            println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+        }
+        Ok(_) => {}
+        Err(_) => {
+            println!("cargo:warning={LIBTORCH_LIB_VAR} is not set: add `torch-sys` as a direct dependency")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpath_comes_first_and_torch_is_kept() {
+        let args = link_args(Path::new("/opt/libtorch/lib"));
+        assert_eq!(args[0], "-Wl,-rpath,/opt/libtorch/lib");
+        let no_as_needed = args.iter().position(|a| a == "-Wl,--no-as-needed").unwrap();
+        let torch = args.iter().position(|a| a == "-ltorch").unwrap();
+        assert!(no_as_needed < torch);
+    }
+}

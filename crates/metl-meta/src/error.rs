@@ -1,0 +1,45 @@
+//! The error type of metl-meta.
+
+/// Everything that can go wrong in meta-training or evaluation.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// A configuration value outside its allowed range.
+    #[error("{field} = {value}: {allowed}")]
+    InvalidConfig {
+        /// The field, e.g. `meta.inner_lr`.
+        field: &'static str,
+        /// The offending value, formatted.
+        value: String,
+        /// What is allowed instead.
+        allowed: String,
+    },
+    /// The loss became NaN or infinite; the step was not applied.
+    #[error("non-finite {what} ({value}) at step {step}")]
+    NonFiniteLoss {
+        /// Which loss (`meta-loss`, `inner loss`, ...).
+        what: &'static str,
+        /// The value.
+        value: f64,
+        /// The meta-training step.
+        step: u64,
+    },
+    /// A model-layer failure.
+    #[error(transparent)]
+    Model(#[from] metl_models::ModelError),
+    /// A data-layer failure.
+    #[error(transparent)]
+    Data(#[from] metl_data::DataError),
+    /// A tensor operation failed.
+    #[error("tensor operation failed: {0}")]
+    Tensor(#[from] tch::TchError),
+}
+
+impl MetaError {
+    /// Shorthand for [`MetaError::InvalidConfig`].
+    pub fn invalid(field: &'static str, value: impl ToString, allowed: impl Into<String>) -> Self {
+        Self::InvalidConfig { field, value: value.to_string(), allowed: allowed.into() }
+    }
+}
+
+/// Result alias for metl-meta.
+pub type Result<T, E = MetaError> = std::result::Result<T, E>;

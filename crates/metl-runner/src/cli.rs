@@ -1,0 +1,48 @@
+//! The command-line interface of `metl`.
+
+use crate::progress::ProgressMode;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// metl: multi-task learning and meta-learning on libtorch.
+#[derive(Debug, Parser)]
+#[command(name = "metl", version, propagate_version = true)]
+#[command(about = "metl: multi-task learning and meta-learning on libtorch")]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// MAML on sinusoid regression (Finn et al. 2017) from an embedded default: trains,
+    /// reports pre- and post-adaptation MSE on fresh tasks, and plots a few of them.
+    Demo(DemoArgs),
+}
+
+/// Options of `metl demo`.
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Meta-training iterations (meta-batches of 25 tasks); the default is the MAML
+    /// paper's 70,000, about two minutes on two CPU cores.
+    #[arg(long, default_value_t = 70_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub iterations: u64,
+    /// Seed for the model, the training tasks and the test tasks.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Folder for the plot (`demo.png`), the training curve (`metrics.csv`) and the
+    /// results (`results.json`).
+    #[arg(long, default_value = "runs/demo")]
+    pub out: PathBuf,
+    /// Device: cpu, cuda, cuda:N, or auto (CUDA when available).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// How to show progress.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// Test tasks for the final evaluation.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    pub test_tasks: u64,
+}

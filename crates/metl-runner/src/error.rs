@@ -1,0 +1,21 @@
+//! Errors caused by the user's input, which exit with status 2.
+
+/// An error in what the user asked for (a bad option value, an absent device, an
+/// unwritable folder). `metl` exits with status 2 for these and 1 for other failures.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// Wraps any displayable error as [`BadInput`].
+pub fn bad_input(message: impl std::fmt::Display) -> anyhow::Error {
+    BadInput(message.to_string()).into()
+}
+
+/// The process exit status for an error: 2 for bad input, 1 otherwise.
+pub fn exit_status(error: &anyhow::Error) -> u8 {
+    if error.chain().any(|e| e.is::<BadInput>()) {
+        2
+    } else {
+        1
+    }
+}

@@ -1,0 +1,131 @@
+//! `cargo xtask`: automation for metl, with nothing but the standard library so that it
+//! builds in seconds and before libtorch exists.
+//!
+//! Cheapest first: `setup` installs libtorch once; every other task calls it (instantly
+//! once done) and runs cargo with the right environment.
+
+mod cmd;
+mod libtorch;
+
+use cmd::{cargo, run, Env, Result};
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <task> [args]
+
+tasks:
+  setup         make libtorch 2.13.0 available (uses $LIBTORCH if set, else installs
+                torch==2.13.0 into a virtualenv under ~/.cache/metl once)
+  env           print the shell exports with which plain `cargo build`/`cargo test` work:
+                eval \"$(cargo xtask env)\"
+  test [ARGS]   setup, then every test of the workspace (ARGS go to `cargo test`)
+  demo [ARGS]   setup, release build, then `metl demo ARGS`
+  lint          cargo fmt --check, clippy -D warnings, rustdoc -D warnings
+  ci            lint, then test
+  bench [ARGS]  setup, then the criterion benches (ARGS go to `cargo bench`)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = match args.split_first() {
+        Some((task, rest)) => (task.as_str(), rest),
+        None => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match task {
+        "setup" => libtorch::ensure(true).map(|_| ()),
+        "env" => print_env(),
+        "test" => test(rest),
+        "demo" => demo(rest),
+        "lint" => lint(),
+        "ci" => lint().and_then(|()| test(&[])),
+        "bench" => bench(rest),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprintln!("unknown task `{other}`\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(cmd::Failure(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn env() -> Result<Env> {
+    Ok(libtorch::ensure(false)?.env())
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn print_env() -> Result {
+    for (key, value) in env()? {
+        println!("export {key}={}", shell_quote(&value.to_string_lossy()));
+    }
+    Ok(())
+}
+
+fn test(args: &[String]) -> Result {
+    let env = env()?;
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace"]).args(args);
+    run(cmd, &env)
+}
+
+fn demo(args: &[String]) -> Result {
+    let env = env()?;
+    let mut build = cargo();
+    build.args(["build", "--release", "--package", "metl-runner", "--bin", "metl"]);
+    run(build, &env)?;
+    let metl = cmd::workspace_root().join("target/release/metl");
+    let mut demo = std::process::Command::new(metl);
+    demo.current_dir(cmd::workspace_root()).arg("demo").args(args);
+    run(demo, &Env::new())
+}
+
+fn bench(args: &[String]) -> Result {
+    let env = env()?;
+    let mut cmd = cargo();
+    cmd.args(["bench", "--package", "metl-benches"]).args(args);
+    run(cmd, &env)
+}
+
+fn lint() -> Result {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    run(fmt, &Env::new())?;
+    let env = env()?;
+    let mut clippy = cargo();
+    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    run(clippy, &env)?;
+    let mut doc_env = env.clone();
+    for (key, value) in &mut doc_env {
+        if key == "RUSTDOCFLAGS" {
+            let mut flags = value.clone();
+            flags.push(" -D warnings");
+            *value = flags;
+        }
+    }
+    let mut doc = cargo();
+    doc.args(["doc", "--workspace", "--no-deps"]);
+    run(doc, &doc_env)?;
+    eprintln!("lint: fmt, clippy and rustdoc are clean");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quotes_for_the_shell() {
+        assert_eq!(super::shell_quote("/a b/it's"), r"'/a b/it'\''s'");
+    }
+}

@@ -9,6 +9,7 @@
 //! - [`mlp`]: the multi-layer perceptron.
 //! - [`multitask`]: [`MultiTaskModel`] (shared and task-specific parameters, shared
 //!   representation) and hard parameter sharing.
+//! - [`optim`]: Adam, AdamW and SGD over [`Params`] with savable state (exact resume).
 //! - [`TaskLoss`]: per-task losses and accuracies of task-stacked predictions.
 //!
 //! ```
@@ -32,6 +33,7 @@ pub mod loss;
 pub mod mlp;
 pub mod model;
 pub mod multitask;
+pub mod optim;
 pub mod params;
 
 pub use error::ModelError;

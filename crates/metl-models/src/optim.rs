@@ -10,7 +10,6 @@ use crate::{
     Params,
 };
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
 
 /// An optimizer stepping a fixed set of parameters from their `.grad`.
 pub trait Optimizer {
@@ -142,13 +141,13 @@ impl Optimizer for Adam {
                 let mut p = p.shallow_clone();
                 let grad = if c.weight_decay != 0.0 && !c.decoupled { grad + &p * c.weight_decay } else { grad };
                 if c.weight_decay != 0.0 && c.decoupled {
-                    p.f_mul_scalar_(1.0 - c.lr * c.weight_decay)?;
+                    let _ = p.f_mul_scalar_(1.0 - c.lr * c.weight_decay)?;
                 }
-                m.shallow_clone().f_lerp_(&grad, 1.0 - c.beta1)?;
+                let _ = m.shallow_clone().f_lerp_(&grad, 1.0 - c.beta1)?;
                 let mut v = v.shallow_clone();
-                v.f_mul_scalar_(c.beta2)?.f_addcmul_(&grad, &(&grad * (1.0 - c.beta2)))?;
+                let _ = v.f_mul_scalar_(c.beta2)?.f_addcmul_(&grad, &(&grad * (1.0 - c.beta2)))?;
                 let denom = (v.sqrt() / bias2_sqrt) + c.eps;
-                p.f_addcdiv_(&(m * (-c.lr / bias1)), &denom)?;
+                let _ = p.f_addcdiv_(&(m * (-c.lr / bias1)), &denom)?;
             }
             Ok(())
         })
@@ -244,7 +243,7 @@ impl Optimizer for Sgd {
                     if first {
                         b.f_copy_(&grad)?;
                     } else {
-                        b.f_mul_scalar_(c.momentum)?.f_add_(&grad)?;
+                        let _ = b.f_mul_scalar_(c.momentum)?.f_add_(&grad)?;
                     }
                     if c.nesterov {
                         grad + b * c.momentum
@@ -254,7 +253,7 @@ impl Optimizer for Sgd {
                 } else {
                     grad
                 };
-                p.shallow_clone().f_sub_(&(direction * c.lr))?;
+                let _ = p.shallow_clone().f_sub_(&(direction * c.lr))?;
             }
             Ok(())
         })
@@ -290,7 +289,7 @@ impl Optimizer for Sgd {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Kind;
+    use tch::{Kind, Tensor};
 
     fn leaf(values: &[f64]) -> Params {
         let t = Tensor::from_slice(values).to_kind(Kind::Double).set_requires_grad(true);

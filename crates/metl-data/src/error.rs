@@ -26,12 +26,82 @@ pub enum DataError {
     /// A tensor operation failed (wrong device, out of memory, ...).
     #[error("tensor operation failed: {0}")]
     Tensor(#[from] tch::TchError),
+    /// A file or folder that should exist does not.
+    #[error("{path}: not found ({what})")]
+    NotFound {
+        /// The missing path.
+        path: PathBuf,
+        /// What was expected there, e.g. `the Omniglot folder or zips`.
+        what: String,
+    },
+    /// A folder or archive that is not in the expected layout.
+    #[error("{path}: unexpected layout: {reason}")]
+    Layout {
+        /// The folder, archive or entry at fault (entries of a zip read `archive.zip/entry`).
+        path: PathBuf,
+        /// What is wrong and what was expected.
+        reason: String,
+    },
+    /// An image that could not be decoded (corrupt, truncated, unsupported).
+    #[error("{path}: cannot decode image: {reason}")]
+    Image {
+        /// The image file (entries of a zip read `archive.zip/entry`).
+        path: PathBuf,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// A zip archive that could not be read.
+    #[error("{path}: cannot read zip archive: {reason}")]
+    Archive {
+        /// The archive (or `archive.zip/entry` for one bad entry).
+        path: PathBuf,
+        /// The zip reader's complaint.
+        reason: String,
+    },
+    /// A class folder without a single image.
+    #[error("{path}: empty class (no PNG or JPEG image)")]
+    EmptyClass {
+        /// The class folder.
+        path: PathBuf,
+    },
+    /// An episode asks for more classes than the pool has.
+    #[error("{pool}: {ways}-way episodes need {ways} classes, but only {available} are available")]
+    NotEnoughClasses {
+        /// The class pool, e.g. `omniglot/vinyals/test` or `omniglot/vinyals/test, alphabet Keble`.
+        pool: String,
+        /// Classes per episode asked for.
+        ways: usize,
+        /// Classes available.
+        available: usize,
+    },
+    /// An episode asks for more examples of a class than it has.
+    #[error("class {class}: needs {needed} examples (shots + queries) but has {available}")]
+    NotEnoughExamples {
+        /// The class name.
+        class: String,
+        /// `shots + queries`.
+        needed: usize,
+        /// Examples the class has.
+        available: usize,
+    },
 }
 
 impl DataError {
     /// Shorthand for [`DataError::InvalidConfig`].
     pub fn invalid(field: &'static str, value: impl ToString, allowed: impl Into<String>) -> Self {
         Self::InvalidConfig { field, value: value.to_string(), allowed: allowed.into() }
+    }
+}
+
+impl DataError {
+    /// Shorthand for [`DataError::Io`].
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+
+    /// Shorthand for [`DataError::Layout`].
+    pub fn layout(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Self::Layout { path: path.into(), reason: reason.into() }
     }
 }
 

@@ -5,6 +5,9 @@
 //! support and query sets for a meta-batch of tasks, created on the caller's `Device`.
 //!
 //! - [`sinusoid`]: the sinusoid regression family of Finn et al. (2017).
+//! - [`multitask`]: the [`MultiTaskDataset`] trait (batches with per-task targets and a
+//!   per-task label mask), a seeded [`multitask::MultiTaskLoader`], and the synthetic
+//!   regression of GradNorm (Chen et al. 2018).
 //!
 //! Sampling is deterministic from a seed: the same seed gives the same tasks on every
 //! machine and device.
@@ -23,8 +26,12 @@
 
 pub mod batch;
 pub mod error;
+pub mod multitask;
 pub mod rng;
 pub mod sinusoid;
+pub mod split;
 
 pub use batch::TaskBatch;
 pub use error::DataError;
+pub use multitask::{MultiTaskBatch, MultiTaskDataset};
+pub use split::Split;

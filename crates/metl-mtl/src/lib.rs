@@ -1,26 +1,46 @@
 //! # metl-mtl
 //!
-//! Multi-task learning: one network trained on several tasks at once, with the task
-//! losses (or their gradients) combined by a weighting strategy behind the one
-//! [`Weighting`] interface.
+//! Multi-task learning: one network trained on several tasks at once, the task losses
+//! (or their gradients) combined by a strategy behind one interface, [`Strategy`].
 //!
-//! - [`weighting`]: the [`Weighting`] trait and equal weighting ([`weighting::Equal`]).
+//! - [`strategy`]: the [`Strategy`] trait, what a strategy [`Needs`] (losses, per-task
+//!   gradients of the shared parameters or of the shared representation) and what it
+//!   returns ([`Combination`]).
+//! - [`backward`]: [`MtlBackward`] computes the per-task gradients a strategy needs,
+//!   calls it, and leaves the combined gradient in `.grad` for any optimizer.
+//! - [`strategies`]: every strategy, one file each; [`registry`]: all of them by name,
+//!   with descriptions and configurations ([`StrategyConfig`]).
+//! - [`trainer`]: [`MtlStep`], a whole training step (forward, masked per-task losses,
+//!   strategy, optimizer step) for a [`metl_models::MultiTaskModel`].
+//! - [`solvers`] and [`linalg`]: the small `T×T` problems, solved on the host in `f64`.
 //!
 //! ```
-//! use metl_mtl::{weighting::Equal, Weighting};
+//! use metl_models::Params;
+//! use metl_mtl::{backward::backward, strategies::ew::Ew};
 //! use tch::{Device, Kind, Tensor};
 //!
 //! let w = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+//! let shared = Params::from_named(vec![("w".into(), w.shallow_clone())]).unwrap();
 //! let losses = [w.sum(Kind::Float), (&w * 2.0).sum(Kind::Float)];
-//! let weights = Equal.backward(&losses).unwrap();
-//! assert_eq!(weights, [1.0, 1.0]);
+//! let report = backward(&mut Ew, &losses, &shared, 1).unwrap();
+//! assert_eq!(report.weights, [1.0, 1.0]);
 //! // Equal weighting sums the losses: ∂(L₁ + L₂)/∂w = 1 + 2.
 //! assert_eq!(Vec::<f32>::try_from(w.grad()).unwrap(), [3.0, 3.0, 3.0]);
 //! ```
 #![warn(missing_docs)]
 
+pub mod backward;
 pub mod error;
-pub mod weighting;
+pub mod host_optim;
+pub mod linalg;
+pub mod registry;
+pub mod solvers;
+pub mod strategies;
+pub mod strategy;
+pub mod trainer;
 
+pub use backward::{MtlBackward, Representation, StepReport, TaskLosses};
 pub use error::MtlError;
-pub use weighting::Weighting;
+pub use registry::{StrategyConfig, STRATEGIES};
+pub use strategy::{Combination, GradientSpace, Needs, Setup, StepInput, Strategy, Update};
+pub use trainer::{MtlBatch, MtlStep};

@@ -1,0 +1,424 @@
+//! [`MtlBackward`]: computes what a [`Strategy`] needs, calls it, and leaves the combined
+//! gradient in `.grad`.
+//!
+//! Per-task gradients come from one backward pass per task over the kept graph
+//! (`torch.autograd.grad(Lᵢ, θ, retain_graph=True)`), written straight into the rows of
+//! one `[k, P]` Jacobian on the parameters' device; parameters a loss does not reach get
+//! zero rows (libtorch returns undefined tensors for them). In representation space the
+//! task heads run on a detached copy `z̃` of the representation, so each of those backward
+//! passes stops at `z̃` and only one backward goes through the shared encoder.
+//!
+//! The update is applied by back-propagating one surrogate scalar
+//! `Σ_p ⟨p, g_p⟩ (+ ⟨z, d_z⟩)` with the gradients detached: `.grad` then accumulates exactly
+//! the combined gradient, as `loss.backward()` would, so any optimizer can step.
+
+use crate::{
+    error::{MtlError, Result},
+    strategy::{Bilevel, Combination, GradientSpace, StepInput, Strategy, Update},
+};
+use metl_models::Params;
+use std::cell::OnceCell;
+use tch::{Device, Kind, Tensor};
+
+/// The shared representation of a batch: `encoded = z` (attached to the encoder's graph)
+/// and `leaf = z̃`, a detached copy requiring gradients that the task heads were evaluated
+/// on (see [`Representation::detach`]).
+#[derive(Debug)]
+pub struct Representation {
+    /// `z`, attached to the shared encoder.
+    pub encoded: Tensor,
+    /// `z̃ = z.detach()` with `requires_grad`, the task heads' input.
+    pub leaf: Tensor,
+}
+
+impl Representation {
+    /// Splits `z` into itself and a detached leaf to run the task heads on.
+    pub fn detach(encoded: Tensor) -> Self {
+        let leaf = encoded.detach().set_requires_grad(true);
+        Self { encoded, leaf }
+    }
+}
+
+/// The task losses of one sample of a batch.
+#[derive(Debug)]
+pub struct TaskLosses {
+    /// One scalar loss per task; `None` for a task without labelled samples in the batch.
+    pub losses: Vec<Option<Tensor>>,
+    /// The shared representation, when the heads ran on a detached copy of it.
+    pub representation: Option<Representation>,
+}
+
+impl TaskLosses {
+    /// Losses of every task, no representation (parameter space or loss-based strategies).
+    pub fn all(losses: Vec<Tensor>) -> Self {
+        Self { losses: losses.into_iter().map(Some).collect(), representation: None }
+    }
+}
+
+/// The outcome of one combined backward pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    /// The weight of every task (`T` entries; 0 for tasks without labelled samples).
+    pub weights: Vec<f64>,
+    /// The loss of every task in sample 0 (`NaN` for tasks without labelled samples).
+    pub losses: Vec<f64>,
+    /// The tasks that took part.
+    pub tasks: Vec<usize>,
+}
+
+/// The parameters a multi-task update applies to: the shared ones and each task's own.
+#[derive(Debug, Clone, Copy)]
+pub struct MtlBackward<'a> {
+    /// Parameters shared by all tasks.
+    pub shared: &'a Params,
+    /// Task `t`'s own parameters (`T` entries; empty sets are fine), or an empty slice.
+    pub specific: &'a [Params],
+}
+
+/// What [`MtlBackward::apply`] works from.
+#[derive(Clone, Copy)]
+struct Applied<'s> {
+    space: Option<GradientSpace>,
+    sample: &'s TaskLosses,
+    grads: Option<&'s SampleGrads>,
+    specific_grads: &'s [Params],
+}
+
+/// Per-task gradients of one sample.
+struct SampleGrads {
+    jacobian: Tensor,
+    specific: Vec<Vec<Tensor>>,
+    /// Gradients of shared parameters used after the representation (representation space).
+    shared_after: Vec<Option<Vec<Tensor>>>,
+}
+
+impl<'a> MtlBackward<'a> {
+    /// Parameters `shared` and task-specific `specific`.
+    pub fn new(shared: &'a Params, specific: &'a [Params]) -> Self {
+        Self { shared, specific }
+    }
+
+    /// Runs `strategy` on the losses of `samples` (as many as [`crate::Needs::samples`]) at
+    /// step `step` (from 1), accumulating the combined gradient into `.grad`.
+    ///
+    /// Errors on a non-finite loss (naming the task and step), on non-finite weights or
+    /// update, and when the strategy needs what the inputs lack.
+    pub fn run(
+        &self,
+        strategy: &mut dyn Strategy,
+        samples: &[TaskLosses],
+        step: u64,
+        bilevel: Option<&dyn Bilevel>,
+    ) -> Result<StepReport> {
+        let needs = strategy.needs();
+        let name = strategy.name();
+        let first = samples.first().ok_or(MtlError::NoTasks)?;
+        let t_total = first.losses.len();
+        if samples.len() != needs.samples {
+            return Err(MtlError::Shape(format!(
+                "strategy `{name}` needs {} loss samples per step, got {}",
+                needs.samples,
+                samples.len()
+            )));
+        }
+        if samples.iter().any(|s| s.losses.len() != t_total) {
+            return Err(MtlError::Shape("every sample must have one loss entry per task".into()));
+        }
+        if !self.specific.is_empty() && self.specific.len() != t_total {
+            return Err(MtlError::Shape(format!(
+                "{} task-specific parameter sets for {t_total} tasks",
+                self.specific.len()
+            )));
+        }
+        if needs.validation && bilevel.is_none() {
+            return Err(MtlError::Unsupported { strategy: name, reason: "needs a validation batch".into() });
+        }
+        let tasks: Vec<usize> =
+            (0..t_total).filter(|&t| samples.iter().all(|s| s.losses[t].is_some())).collect();
+        if tasks.is_empty() {
+            return Err(MtlError::NoTasks);
+        }
+        let losses: Vec<Vec<Tensor>> = samples
+            .iter()
+            .map(|s| tasks.iter().map(|&t| s.losses[t].as_ref().expect("present").shallow_clone()).collect())
+            .collect();
+        let loss_values = losses.iter().map(|l| values_of(l, &tasks, step)).collect::<Result<Vec<_>>>()?;
+
+        let no_params = Params::from_named(Vec::new())?;
+        let spec_sets: Vec<&Params> =
+            (0..t_total).map(|t| self.specific.get(t).unwrap_or(&no_params)).collect();
+        let grads = match needs.gradients {
+            None => Vec::new(),
+            Some(space) => samples
+                .iter()
+                .zip(&losses)
+                .map(|(s, l)| self.task_gradients(name, space, s, l, &tasks, &spec_sets))
+                .collect::<Result<Vec<_>>>()?,
+        };
+        let jacobians: Vec<Tensor> = grads.iter().map(|g| g.jacobian.shallow_clone()).collect();
+        let specific_grads: Vec<Params> = if grads.is_empty() {
+            Vec::new()
+        } else {
+            tasks
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| {
+                    let n = grads.len() as f64;
+                    let spec = spec_sets[t];
+                    let mean = (0..spec.len())
+                        .map(|p| {
+                            let sum = grads
+                                .iter()
+                                .skip(1)
+                                .fold(grads[0].specific[i][p].shallow_clone(), |acc, g| {
+                                    acc + &g.specific[i][p]
+                                });
+                            if grads.len() > 1 {
+                                sum / n
+                            } else {
+                                sum
+                            }
+                        })
+                        .collect();
+                    spec.with_tensors(mean)
+                })
+                .collect()
+        };
+        let representation = first.representation.as_ref().map(|r| r.leaf.detach());
+        let input = StepInput {
+            step,
+            tasks: &tasks,
+            num_tasks: t_total,
+            losses: &losses[0],
+            loss_values: &loss_values,
+            jacobians: &jacobians,
+            specific_grads: &specific_grads,
+            shared: self.shared,
+            specific: self.specific,
+            representation: representation.as_ref(),
+            bilevel,
+            gramian: OnceCell::new(),
+        };
+        let combination = strategy.combine(&input)?;
+        if combination.weights.len() != tasks.len() || combination.weights.iter().any(|w| !w.is_finite()) {
+            return Err(MtlError::NonFiniteUpdate { strategy: name, what: "weights", step });
+        }
+        let applied = Applied {
+            space: needs.gradients,
+            sample: first,
+            grads: grads.first(),
+            specific_grads: &specific_grads,
+        };
+        self.apply(name, step, &combination, &applied, &tasks, &spec_sets)?;
+        let mut weights = vec![0.0; t_total];
+        let mut values = vec![f64::NAN; t_total];
+        for (i, &t) in tasks.iter().enumerate() {
+            weights[t] = combination.weights[i];
+            values[t] = loss_values[0][i];
+        }
+        Ok(StepReport { weights, losses: values, tasks })
+    }
+
+    /// One backward per task: the `[k, D]` Jacobian and the task-specific gradients.
+    fn task_gradients(
+        &self,
+        name: &'static str,
+        space: GradientSpace,
+        sample: &TaskLosses,
+        losses: &[Tensor],
+        tasks: &[usize],
+        spec_sets: &[&Params],
+    ) -> Result<SampleGrads> {
+        let leaf = match space {
+            GradientSpace::Parameters => None,
+            GradientSpace::Representation => Some(
+                &sample
+                    .representation
+                    .as_ref()
+                    .ok_or_else(|| MtlError::Unsupported {
+                        strategy: name,
+                        reason:
+                            "representation gradients need the heads evaluated on a detached representation \
+                         (a model with a shared representation; see Representation::detach)"
+                                .into(),
+                    })?
+                    .leaf,
+            ),
+        };
+        let shared = self.shared.tensors();
+        let width = match leaf {
+            None => shared.iter().map(|p| p.numel() as i64).sum::<i64>(),
+            Some(z) => z.numel() as i64,
+        };
+        let (kind, device) = match leaf {
+            Some(z) => (z.kind(), z.device()),
+            None => (self.shared.kind(), self.shared.device()),
+        };
+        let jacobian = Tensor::f_zeros([tasks.len() as i64, width], (kind, device))?;
+        let mut specific = Vec::with_capacity(tasks.len());
+        let mut shared_after = Vec::with_capacity(tasks.len());
+        for (row, (&t, loss)) in tasks.iter().zip(losses).enumerate() {
+            let spec = spec_sets[t].tensors();
+            let mut inputs: Vec<&Tensor> = Vec::with_capacity(shared.len() + spec.len() + 1);
+            inputs.extend(leaf);
+            inputs.extend(spec.iter());
+            inputs.extend(shared.iter());
+            let g = Tensor::f_run_backward(&[loss], &inputs, true, false)?;
+            let (head, rest) = g.split_at(leaf.is_some() as usize);
+            let (spec_g, shared_g) = rest.split_at(spec.len());
+            let mut target = jacobian.f_select(0, row as i64)?;
+            match leaf {
+                Some(_) => {
+                    if head[0].defined() {
+                        target.f_copy_(&head[0].f_reshape([-1])?)?;
+                    }
+                    let any = shared_g.iter().any(Tensor::defined);
+                    shared_after.push(any.then(|| defined_or_zeros(shared_g, shared)));
+                }
+                None => {
+                    let mut offset = 0;
+                    for (gp, p) in shared_g.iter().zip(shared) {
+                        let n = p.numel() as i64;
+                        if gp.defined() {
+                            target.f_narrow(0, offset, n)?.f_copy_(&gp.f_reshape([-1])?)?;
+                        }
+                        offset += n;
+                    }
+                    shared_after.push(None);
+                }
+            }
+            specific.push(defined_or_zeros(spec_g, spec));
+        }
+        Ok(SampleGrads { jacobian, specific, shared_after })
+    }
+
+    fn apply(
+        &self,
+        name: &'static str,
+        step: u64,
+        combination: &Combination,
+        applied: &Applied<'_>,
+        tasks: &[usize],
+        spec_sets: &[&Params],
+    ) -> Result<()> {
+        let Applied { space, sample: first, grads, specific_grads } = *applied;
+        let direction = match &combination.update {
+            Update::Loss(loss) => {
+                loss.f_backward()?;
+                return self.clip(combination.max_norm);
+            }
+            Update::Weighted => {
+                let g = grads.ok_or_else(|| MtlError::Unsupported {
+                    strategy: name,
+                    reason: "weighted updates need per-task gradients".into(),
+                })?;
+                StepInput::combine_rows(&g.jacobian, &combination.weights)?
+            }
+            Update::Direction(d) => d.shallow_clone(),
+        };
+        let finite = bool::try_from(direction.f_isfinite()?.f_all()?)?;
+        if !finite {
+            return Err(MtlError::NonFiniteUpdate { strategy: name, what: "update", step });
+        }
+        let mut terms: Vec<Tensor> = Vec::new();
+        match space {
+            Some(GradientSpace::Representation) => {
+                let rep = first.representation.as_ref().expect("checked when computing gradients");
+                let d = direction.f_reshape(rep.encoded.size())?.f_to_kind(rep.encoded.kind())?;
+                terms.push(inner(&rep.encoded, &d)?);
+                if let Some(g) = grads {
+                    // Shared parameters used after the representation: Σᵢ wᵢ gᵢ.
+                    let weights = match combination.update {
+                        Update::Weighted => combination.weights.clone(),
+                        _ => vec![1.0; tasks.len()],
+                    };
+                    for (w, after) in weights.iter().zip(&g.shared_after) {
+                        for (p, gp) in self.shared.tensors().iter().zip(after.iter().flatten()) {
+                            terms.push(inner(p, &gp.f_mul_scalar(*w)?)?);
+                        }
+                    }
+                }
+            }
+            _ => {
+                let flat = self.shared.unflatten(&direction.f_to_kind(self.shared.kind())?)?;
+                for (p, g) in self.shared.tensors().iter().zip(flat.tensors()) {
+                    terms.push(inner(p, g)?);
+                }
+            }
+        }
+        for (&t, g) in tasks.iter().zip(specific_grads) {
+            for (p, gp) in spec_sets[t].tensors().iter().zip(g.tensors()) {
+                terms.push(inner(p, gp)?);
+            }
+        }
+        let mut terms = terms.into_iter();
+        if let Some(first) = terms.next() {
+            terms.try_fold(first, |acc, t| acc.f_add(&t.f_to_kind(acc.kind())?))?.f_backward()?;
+        }
+        self.clip(combination.max_norm)
+    }
+
+    /// Scales the shared parameters' `.grad` down to ℓ2 norm `max_norm`, if above.
+    fn clip(&self, max_norm: Option<f64>) -> Result<()> {
+        let Some(max_norm) = max_norm else { return Ok(()) };
+        tch::no_grad(|| -> Result<()> {
+            let grads: Vec<Tensor> =
+                self.shared.tensors().iter().map(Tensor::grad).filter(Tensor::defined).collect();
+            if grads.is_empty() {
+                return Ok(());
+            }
+            let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
+            let total = f64::try_from(Tensor::f_stack(&norms, 0)?.f_norm()?)?;
+            let coef = max_norm / (total + 1e-6);
+            if coef < 1.0 {
+                for mut g in grads {
+                    let _ = g.f_mul_scalar_(coef)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// `Σ p ⊙ g` as a scalar of `p`'s kind (`g` detached).
+fn inner(p: &Tensor, g: &Tensor) -> Result<Tensor> {
+    Ok(p.f_mul(&g.f_detach()?)?.f_sum(p.kind())?)
+}
+
+/// The tensors of `grads`, with zeros (shaped like `like`) where undefined.
+fn defined_or_zeros(grads: &[Tensor], like: &[Tensor]) -> Vec<Tensor> {
+    grads
+        .iter()
+        .zip(like)
+        .map(|(g, p)| if g.defined() { g.shallow_clone() } else { p.zeros_like() })
+        .collect()
+}
+
+/// The loss values on the host (one copy), checked finite.
+fn values_of(losses: &[Tensor], tasks: &[usize], step: u64) -> Result<Vec<f64>> {
+    let stacked = Tensor::f_stack(
+        &losses
+            .iter()
+            .map(|l| l.f_detach()?.f_to_kind(Kind::Double)?.f_reshape([]))
+            .collect::<Result<Vec<_>, _>>()?,
+        0,
+    )?;
+    let values = Vec::<f64>::try_from(&stacked.f_to_device(Device::Cpu)?)?;
+    if let Some((i, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(MtlError::NonFiniteLoss { task: tasks[i], step, value });
+    }
+    Ok(values)
+}
+
+/// One step with `strategy` on the losses of all tasks, when the model has no
+/// task-specific parameters to treat apart (or they are part of `shared`): a convenience
+/// for [`MtlBackward::run`].
+pub fn backward(
+    strategy: &mut dyn Strategy,
+    losses: &[Tensor],
+    shared: &Params,
+    step: u64,
+) -> Result<StepReport> {
+    let sample = TaskLosses::all(losses.iter().map(Tensor::shallow_clone).collect());
+    MtlBackward::new(shared, &[]).run(strategy, &[sample], step, None)
+}

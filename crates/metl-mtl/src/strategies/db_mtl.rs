@@ -1,0 +1,88 @@
+//! DB-MTL: dual-balancing multi-task learning.
+
+use super::state::{column, TaskRows};
+use crate::{
+    error::Result,
+    strategy::{check_positive_losses, non_negative, Combination, GradientSpace, Needs, StepInput, Strategy},
+};
+use serde::{Deserialize, Serialize};
+use tch::Kind;
+
+/// Settings of [`DbMtl`] (defaults: LibMTL's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DbMtlConfig {
+    /// EMA coefficient `β` (default 0.9).
+    pub beta: f64,
+    /// Decay exponent of `β` (default 0): `β_t = β / t^σ`.
+    pub beta_sigma: f64,
+    /// Where the gradients are taken (default parameters).
+    pub space: GradientSpace,
+}
+
+impl Default for DbMtlConfig {
+    fn default() -> Self {
+        Self { beta: 0.9, beta_sigma: 0.0, space: GradientSpace::Parameters }
+    }
+}
+
+impl DbMtlConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..1.0).contains(&self.beta) {
+            return Err(crate::MtlError::invalid("db_mtl.beta", self.beta, "must be in [0, 1)"));
+        }
+        non_negative("db_mtl.beta_sigma", self.beta_sigma)
+    }
+}
+
+/// DB-MTL (Lin, Ye, Xu, Shi & Zhang 2023, "Dual-balancing for multi-task learning"):
+/// loss-scale balancing by taking gradients of `log Lᵢ`, and gradient-magnitude balancing
+/// by rescaling each task's EMA gradient to the largest norm:
+///
+/// ```text
+/// ĝᵢ = ∇ log(Lᵢ + 10⁻⁸) = gᵢ / (Lᵢ + 10⁻⁸),   bᵢ ← ĝᵢ + β_t (bᵢ − ĝᵢ)   (b = 0 initially)
+/// αᵢ = maxⱼ ‖bⱼ‖ / (‖bᵢ‖ + 10⁻⁸),   update = Σᵢ αᵢ bᵢ
+/// ```
+///
+/// The buffer `b` (`[T, D]`) lives on the gradients' device; reported weights `αᵢ`.
+#[derive(Debug)]
+pub struct DbMtl {
+    config: DbMtlConfig,
+    buffer: TaskRows,
+    steps: u64,
+}
+
+impl DbMtl {
+    /// DB-MTL with these settings.
+    pub fn new(config: &DbMtlConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self { config: config.clone(), buffer: TaskRows::default(), steps: 0 })
+    }
+}
+
+impl Strategy for DbMtl {
+    fn name(&self) -> &'static str {
+        "db_mtl"
+    }
+
+    fn needs(&self) -> Needs {
+        Needs::gradients(self.config.space)
+    }
+
+    fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
+        check_positive_losses("db_mtl", input)?;
+        self.steps += 1;
+        let j = input.jacobian()?;
+        let inv: Vec<f64> = input.values().iter().map(|l| 1.0 / (l + 1e-8)).collect();
+        let log_grads = j * column(&inv, j);
+        let beta = self.config.beta / (self.steps as f64).powf(self.config.beta_sigma);
+        let b = self.buffer.get(input.tasks, input.num_tasks, j)?;
+        let b = &log_grads + (b - &log_grads) * beta;
+        self.buffer.set(input.tasks, &b)?;
+        let norms = Vec::<f64>::try_from(b.f_norm_scalaropt_dim(2, [1], false)?.f_to_kind(Kind::Double)?)?;
+        let max = norms.iter().cloned().fold(0.0f64, f64::max);
+        let alpha: Vec<f64> = norms.iter().map(|n| max / (n + 1e-8)).collect();
+        Ok(Combination::direction(StepInput::combine_rows(&b, &alpha)?, alpha))
+    }
+}

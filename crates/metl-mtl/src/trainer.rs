@@ -1,0 +1,273 @@
+//! [`MtlStep`]: one training step of a [`MultiTaskModel`] with a [`Strategy`] — forward,
+//! masked per-task losses, the strategy's combined gradient, the optimizer step — for the
+//! runner or any training loop.
+
+use crate::{
+    backward::{MtlBackward, Representation, StepReport, TaskLosses},
+    error::{MtlError, Result},
+    strategy::{Bilevel, GradientSpace, Strategy},
+};
+use metl_models::{multitask::split_by_task, optim::Optimizer, MultiTaskModel, Params, TaskLoss};
+use tch::{Device, Kind, Tensor};
+
+/// A mini-batch for multi-task training: one input, one target tensor per task, and which
+/// sample is labelled for which task.
+#[derive(Debug)]
+pub struct MtlBatch {
+    /// Inputs `[N, ...]`.
+    pub inputs: Tensor,
+    /// Task `t`'s targets `[N, ...]` (rows of unlabelled samples are ignored).
+    pub targets: Vec<Tensor>,
+    /// `Bool` `[N, T]`: sample `n` is labelled for task `t`; `None` = every sample for
+    /// every task.
+    pub mask: Option<Tensor>,
+}
+
+impl MtlBatch {
+    /// A batch where every sample is labelled for every task.
+    pub fn fully_labelled(inputs: Tensor, targets: Vec<Tensor>) -> Self {
+        Self { inputs, targets, mask: None }
+    }
+
+    /// The number of samples `N`.
+    pub fn len(&self) -> usize {
+        self.inputs.size()[0] as usize
+    }
+
+    /// Whether the batch has no sample.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The batch split into `parts` disjoint, (nearly) equal parts along the samples.
+    pub fn split(&self, parts: usize) -> Result<Vec<MtlBatch>> {
+        let n = self.len() as i64;
+        let parts_i = parts as i64;
+        if n < parts_i {
+            return Err(MtlError::Shape(format!(
+                "a batch of {n} samples cannot be split into {parts} parts"
+            )));
+        }
+        let mut out = Vec::with_capacity(parts);
+        let mut start = 0;
+        for p in 0..parts_i {
+            let len = n / parts_i + i64::from(p < n % parts_i);
+            out.push(MtlBatch {
+                inputs: self.inputs.f_narrow(0, start, len)?,
+                targets: self.targets.iter().map(|t| t.f_narrow(0, start, len)).collect::<Result<_, _>>()?,
+                mask: self.mask.as_ref().map(|m| m.f_narrow(0, start, len)).transpose()?,
+            });
+            start += len;
+        }
+        Ok(out)
+    }
+
+    /// Per-task losses of task outputs `outputs` against this batch, over the labelled rows;
+    /// `None` for tasks without labelled rows.
+    pub fn task_losses(&self, outputs: &[Tensor], losses: &[TaskLoss]) -> Result<Vec<Option<Tensor>>> {
+        if outputs.len() != self.targets.len() || losses.len() != self.targets.len() {
+            return Err(MtlError::Shape(format!(
+                "{} outputs, {} targets and {} losses: need one of each per task",
+                outputs.len(),
+                self.targets.len(),
+                losses.len()
+            )));
+        }
+        let Some(mask) = &self.mask else {
+            return Ok(outputs
+                .iter()
+                .zip(&self.targets)
+                .zip(losses)
+                .map(|((o, y), l)| Some(l.loss(o, y)))
+                .collect());
+        };
+        let counts = Vec::<i64>::try_from(
+            mask.f_sum_dim_intlist(0i64, false, Kind::Int64)?.f_to_device(Device::Cpu)?,
+        )?;
+        let n = self.len() as i64;
+        let mut out = Vec::with_capacity(outputs.len());
+        for (t, ((o, y), l)) in outputs.iter().zip(&self.targets).zip(losses).enumerate() {
+            out.push(match counts[t] {
+                0 => None,
+                c if c == n => Some(l.loss(o, y)),
+                _ => {
+                    let rows = mask.f_select(1, t as i64)?.f_nonzero()?.f_squeeze_dim(1)?;
+                    Some(l.loss(&o.f_index_select(0, &rows)?, &y.f_index_select(0, &rows)?))
+                }
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// One training step of a multi-task model with a strategy. See the [module docs](self).
+pub struct MtlStep<M> {
+    model: M,
+    params: Params,
+    shared: Params,
+    specific: Vec<Params>,
+    losses: Vec<TaskLoss>,
+    strategy: Box<dyn Strategy>,
+    step: u64,
+}
+
+impl<M: MultiTaskModel> MtlStep<M> {
+    /// A trainer for `model` with parameters `params` (from [`MultiTaskModel::init`]), the
+    /// loss of every task, and a strategy.
+    ///
+    /// The optimizer passed to [`MtlStep::step`] must cover `params` and the strategy's own
+    /// learned parameters (UW, IMTL, GradNorm register them under the setup's path: build it
+    /// over all variables of that `VarStore`).
+    pub fn new(model: M, params: Params, losses: Vec<TaskLoss>, strategy: Box<dyn Strategy>) -> Result<Self> {
+        let t = model.num_tasks();
+        if losses.len() != t {
+            return Err(MtlError::Shape(format!("{} task losses for a model with {t} tasks", losses.len())));
+        }
+        if strategy.needs().gradients == Some(GradientSpace::Representation)
+            && !model.has_shared_representation()
+        {
+            return Err(MtlError::Unsupported {
+                strategy: strategy.name(),
+                reason: "the model has no representation shared by all tasks".into(),
+            });
+        }
+        let (shared, specific) = split_by_task(&model, &params);
+        Ok(Self { model, params, shared, specific, losses, strategy, step: 0 })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// All parameters of the model.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The strategy.
+    pub fn strategy(&self) -> &dyn Strategy {
+        self.strategy.as_ref()
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// One step on `batch`: zero the gradients, forward (per part, for strategies that
+    /// need several gradient samples), masked per-task losses, the strategy's combined
+    /// gradient, the optimizer step, and for FAMO the losses after the step. Bilevel
+    /// strategies (Auto-Lambda) need a `validation` batch.
+    ///
+    /// A non-finite loss is an error naming the task and the step, raised before any
+    /// update.
+    pub fn step(
+        &mut self,
+        batch: &MtlBatch,
+        optimizer: &mut dyn Optimizer,
+        validation: Option<&MtlBatch>,
+    ) -> Result<StepReport> {
+        self.step += 1;
+        let needs = self.strategy.needs();
+        optimizer.zero_grad();
+        let parts = if needs.samples > 1 { batch.split(needs.samples)? } else { Vec::new() };
+        let samples: Vec<&MtlBatch> = if parts.is_empty() { vec![batch] } else { parts.iter().collect() };
+        let rep = needs.gradients == Some(GradientSpace::Representation);
+        let losses = samples.iter().map(|b| self.forward_losses(b, rep)).collect::<Result<Vec<_>>>()?;
+        let bilevel = validation.map(|v| ValidationLosses {
+            model: &self.model,
+            batch: v,
+            losses: &self.losses,
+            lr: optimizer.lr(),
+        });
+        let report = MtlBackward::new(&self.shared, &self.specific).run(
+            self.strategy.as_mut(),
+            &losses,
+            self.step,
+            bilevel.as_ref().map(|b| b as &dyn Bilevel),
+        )?;
+        drop(losses);
+        optimizer.step()?;
+        if needs.losses_after_step {
+            let after = tch::no_grad(|| self.forward_losses(batch, false))?;
+            let present: Vec<(usize, f64)> = after
+                .losses
+                .iter()
+                .enumerate()
+                .filter_map(|(t, l)| l.as_ref().map(|l| (t, l.double_value(&[]))))
+                .collect();
+            let (tasks, values): (Vec<usize>, Vec<f64>) = present.into_iter().unzip();
+            self.strategy.after_step(&tasks, &values)?;
+        }
+        Ok(report)
+    }
+
+    /// Tells the strategy that an epoch ended (DWA, STCH).
+    pub fn end_epoch(&mut self) {
+        self.strategy.end_epoch();
+    }
+
+    /// The per-task losses of `batch` in evaluation mode, without gradients (`NaN` for tasks
+    /// without labelled samples), and the per-task accuracy for classification tasks.
+    pub fn evaluate(&self, batch: &MtlBatch) -> Result<(Vec<f64>, Vec<Option<f64>>)> {
+        tch::no_grad(|| {
+            let outputs = self.model.forward(&self.params, &batch.inputs, false);
+            let losses = batch.task_losses(&outputs, &self.losses)?;
+            let values =
+                losses.iter().map(|l| l.as_ref().map_or(f64::NAN, |l| l.double_value(&[]))).collect();
+            let accuracy = outputs
+                .iter()
+                .zip(&batch.targets)
+                .zip(&self.losses)
+                .enumerate()
+                .map(|(t, ((o, y), l))| -> Result<Option<f64>> {
+                    if *l != TaskLoss::CrossEntropy {
+                        return Ok(None);
+                    }
+                    let hits = o.f_argmax(-1, false)?.f_eq_tensor(y)?.f_to_kind(Kind::Float)?;
+                    Ok(match &batch.mask {
+                        None => Some(hits.f_mean(Kind::Double)?.double_value(&[])),
+                        Some(m) => {
+                            let m = m.f_select(1, t as i64)?.f_to_kind(Kind::Float)?;
+                            let count = m.f_sum(Kind::Double)?.double_value(&[]);
+                            (count > 0.0).then(|| (hits * m).sum(Kind::Double).double_value(&[]) / count)
+                        }
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok((values, accuracy))
+        })
+    }
+
+    fn forward_losses(&self, batch: &MtlBatch, rep: bool) -> Result<TaskLosses> {
+        let x = &batch.inputs;
+        if rep {
+            let r = Representation::detach(self.model.encode(&self.params, x, true));
+            let outputs = self.model.decode(&self.params, x, &r.leaf, true);
+            Ok(TaskLosses { losses: batch.task_losses(&outputs, &self.losses)?, representation: Some(r) })
+        } else {
+            let outputs = self.model.forward(&self.params, x, true);
+            Ok(TaskLosses { losses: batch.task_losses(&outputs, &self.losses)?, representation: None })
+        }
+    }
+}
+
+/// The model on a validation batch, for bilevel strategies.
+struct ValidationLosses<'a, M> {
+    model: &'a M,
+    batch: &'a MtlBatch,
+    losses: &'a [TaskLoss],
+    lr: f64,
+}
+
+impl<M: MultiTaskModel> Bilevel for ValidationLosses<'_, M> {
+    fn validation_losses(&self, params: &Params) -> Result<Vec<Option<Tensor>>> {
+        let outputs = self.model.forward(params, &self.batch.inputs, true);
+        self.batch.task_losses(&outputs, self.losses)
+    }
+
+    fn inner_lr(&self) -> f64 {
+        self.lr
+    }
+}

@@ -12,9 +12,11 @@
 //! [`MultiTaskLoader`] walks a split in seeded, shuffled mini-batches.
 
 mod loader;
+mod omniglot50;
 mod synthetic;
 
 pub use loader::MultiTaskLoader;
+pub use omniglot50::{Omniglot50, Omniglot50Config};
 pub use synthetic::{SyntheticRegression, SyntheticRegressionConfig};
 
 use crate::{

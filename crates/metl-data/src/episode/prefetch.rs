@@ -1,0 +1,91 @@
+//! [`Prefetcher`]: an [`EpisodeSampler`] on a background thread.
+
+use super::{Episode, EpisodeSampler};
+use crate::{error::Result, image::ClassImages, TaskBatch};
+use std::{
+    sync::mpsc::{sync_channel, Receiver},
+    thread::JoinHandle,
+};
+use tch::Device;
+
+/// Meta-batches prepared ahead by a background thread, so that training does not wait for
+/// sampling and image gathering.
+///
+/// The thread samples, gathers and converts meta-batches into [`TaskBatch`]es on the
+/// device, keeping at most `depth` ready in a bounded queue. The sequence of batches is
+/// the sampler's, unchanged. Dropping the prefetcher stops the thread.
+#[derive(Debug)]
+pub struct Prefetcher {
+    receiver: Option<Receiver<Prepared>>,
+    worker: Option<JoinHandle<()>>,
+}
+
+type Prepared = (Result<TaskBatch>, Vec<Episode>);
+
+impl Prefetcher {
+    pub(crate) fn spawn<D>(mut sampler: EpisodeSampler<D>, depth: usize, device: Device) -> Self
+    where
+        D: ClassImages + Send + Sync + 'static + ?Sized,
+    {
+        let (sender, receiver) = sync_channel(depth.max(1));
+        let worker = std::thread::Builder::new()
+            .name("metl-episode-prefetch".into())
+            .spawn(move || {
+                // Ends when the receiver is dropped.
+                loop {
+                    let buffers = sampler.sample_buffers();
+                    let batch = buffers.to_batch(device);
+                    if sender.send((batch, buffers.episodes)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .expect("spawning the prefetch thread");
+        Self { receiver: Some(receiver), worker: Some(worker) }
+    }
+
+    /// The next meta-batch on the device.
+    pub fn next_batch(&mut self) -> Result<TaskBatch> {
+        self.next_prepared().0
+    }
+
+    /// The next meta-batch on the device, with its episodes.
+    pub fn next_with_episodes(&mut self) -> Result<(TaskBatch, Vec<Episode>)> {
+        let (batch, episodes) = self.next_prepared();
+        Ok((batch?, episodes))
+    }
+
+    fn next_prepared(&mut self) -> Prepared {
+        // The worker loops until the receiver goes, so it is alive while we hold it;
+        // a panic in it (a bug) is re-raised here.
+        match self.receiver.as_ref().expect("receiver present until drop").recv() {
+            Ok(prepared) => prepared,
+            Err(_) => {
+                let worker = self.worker.take().expect("worker joined only once");
+                match worker.join() {
+                    Err(panic) => std::panic::resume_unwind(panic),
+                    Ok(()) => unreachable!("the prefetch worker only stops when the prefetcher is dropped"),
+                }
+            }
+        }
+    }
+}
+
+impl Iterator for Prefetcher {
+    type Item = Result<TaskBatch>;
+
+    /// Never `None`: the episode stream is endless.
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(self.next_batch())
+    }
+}
+
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        // Disconnect first, so that a worker blocked on a full queue wakes up and stops.
+        drop(self.receiver.take());
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! [`EpisodeSampler`]: seeded N-way K-shot episodes, assembled into meta-batches.
+
+use super::{sample_distinct, ClassPool, EpisodeConfig, Prefetcher, Rotation};
+use crate::{
+    error::{DataError, Result},
+    image::{rotate_square, ClassImages},
+    rng::substream,
+    TaskBatch,
+};
+use rand::Rng as _;
+use rayon::prelude::*;
+use std::sync::Arc;
+use tch::{Device, Kind, Tensor};
+
+/// A class of an episode: the source class and its quarter turns in this episode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EpisodeClass {
+    /// The class index in the source.
+    pub class: usize,
+    /// Counter-clockwise quarter turns (0..4) applied to its images.
+    pub rotation: u8,
+}
+
+/// One episode: which classes, in label order, and which of their images.
+///
+/// Label `l` is `classes[l]`. Support row `i` holds image `support[i]` of class
+/// `classes[i / K]`, query row `j` image `query[j]` of class `classes[j / Q]`: rows are
+/// grouped by label, so that `support_x.view([B, N, K, ...])` gives the shots of each class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Episode {
+    /// The N classes, in label order.
+    pub classes: Vec<EpisodeClass>,
+    /// `N·K` image indices within their class, label-major.
+    pub support: Vec<usize>,
+    /// `N·Q` image indices within their class, label-major.
+    pub query: Vec<usize>,
+}
+
+/// A meta-batch in host memory, before it becomes tensors: what the [`Prefetcher`]'s
+/// thread prepares.
+#[derive(Debug, Clone)]
+pub struct EpisodeBuffers {
+    /// The episodes.
+    pub episodes: Vec<Episode>,
+    /// `[B, N·K, C, H, W]` pixels.
+    pub support_x: Vec<u8>,
+    /// `[B, N·K]` labels.
+    pub support_y: Vec<i64>,
+    /// `[B, N·Q, C, H, W]` pixels.
+    pub query_x: Vec<u8>,
+    /// `[B, N·Q]` labels.
+    pub query_y: Vec<i64>,
+    shape: [usize; 3],
+    config: EpisodeConfig,
+}
+
+impl EpisodeBuffers {
+    /// The meta-batch as a [`TaskBatch`] on `device`: `Float` images in `[0, 1]` shaped
+    /// `[B, N·K, C, H, W]` and `[B, N·Q, C, H, W]`, `Int64` labels `[B, N·K]` and `[B, N·Q]`.
+    /// Pixels travel as bytes and become floats on the device.
+    pub fn to_batch(&self, device: Device) -> Result<TaskBatch> {
+        let b = self.episodes.len() as i64;
+        let [c, h, w] = self.shape.map(|d| d as i64);
+        let images = |pixels: &[u8], rows: usize| -> Result<Tensor> {
+            let t = Tensor::f_from_slice(pixels)?.f_view([b, rows as i64, c, h, w])?.f_to_device(device)?;
+            Ok(t.f_to_kind(Kind::Float)?.f_div_scalar_(255.0)?)
+        };
+        let labels = |labels: &[i64], rows: usize| -> Result<Tensor> {
+            Ok(Tensor::f_from_slice(labels)?.f_view([b, rows as i64])?.f_to_device(device)?)
+        };
+        let (s, q) = (self.config.support_size(), self.config.query_size());
+        Ok(TaskBatch {
+            support_x: images(&self.support_x, s)?,
+            support_y: labels(&self.support_y, s)?,
+            query_x: images(&self.query_x, q)?,
+            query_y: labels(&self.query_y, q)?,
+        })
+    }
+}
+
+/// Draws N-way K-shot episodes from a [`ClassPool`] of a [`ClassImages`] source.
+///
+/// Per episode: N pool classes without replacement (all from one group with
+/// [`EpisodeConfig::within_group`]), uniformly; labels `0..N` assigned to them in random
+/// order; for each class `K + Q` distinct images, uniformly; a random rotation for classes
+/// whose rule is [`Rotation::Random`]. Episode `i` draws only from ChaCha8 stream `i` of the
+/// seed, so the episodes are the same whatever the thread count, and a meta-batch is
+/// assembled in parallel with rayon.
+#[derive(Debug)]
+pub struct EpisodeSampler<D: ClassImages + ?Sized> {
+    data: Arc<D>,
+    pool: ClassPool,
+    config: EpisodeConfig,
+    seed: u64,
+    position: u64,
+    /// With `within_group`: the pool positions of each group that has at least N classes.
+    groups: Vec<Vec<usize>>,
+}
+
+impl<D: ClassImages + ?Sized> EpisodeSampler<D> {
+    /// A sampler of `config` episodes from `pool` of `data`, deterministic from `seed`.
+    ///
+    /// Errors when the configuration is invalid, when the pool (or, within groups, every
+    /// group) has fewer than N classes, when a class has fewer than K + Q images, when a
+    /// pool entry is not a class of `data`, or when rotations are asked of non-square images.
+    pub fn new(data: Arc<D>, pool: ClassPool, config: EpisodeConfig, seed: u64) -> Result<Self> {
+        config.validate()?;
+        let needed = config.shots + config.queries;
+        let [_, h, w] = data.image_shape();
+        for entry in pool.classes() {
+            if entry.class >= data.num_classes() {
+                return Err(DataError::invalid(
+                    "pool.class",
+                    entry.class,
+                    format!(
+                        "must be below the source's {} classes (pool {})",
+                        data.num_classes(),
+                        pool.name()
+                    ),
+                ));
+            }
+            let available = data.class_len(entry.class);
+            if available < needed {
+                return Err(DataError::NotEnoughExamples {
+                    class: data.class_name(entry.class),
+                    needed,
+                    available,
+                });
+            }
+            if entry.rotation != Rotation::Fixed(0) && h != w {
+                return Err(DataError::invalid(
+                    "pool.rotation",
+                    format!("{:?}", entry.rotation),
+                    format!("rotations need square images, not {h}×{w}"),
+                ));
+            }
+            if let Rotation::Fixed(k) = entry.rotation {
+                if k >= 4 {
+                    return Err(DataError::invalid("pool.rotation", k, "quarter turns must be 0..4"));
+                }
+            }
+        }
+        let mut groups = Vec::new();
+        if config.within_group {
+            let mut by_group: Vec<Vec<usize>> = Vec::new();
+            for (i, entry) in pool.classes().iter().enumerate() {
+                let g = data.class_group(entry.class);
+                if by_group.len() <= g {
+                    by_group.resize(g + 1, Vec::new());
+                }
+                by_group[g].push(i);
+            }
+            let largest = by_group.iter().map(Vec::len).max().unwrap_or(0);
+            groups = by_group.into_iter().filter(|g| g.len() >= config.ways).collect();
+            if groups.is_empty() {
+                return Err(DataError::NotEnoughClasses {
+                    pool: format!("{} (within one group)", pool.name()),
+                    ways: config.ways,
+                    available: largest,
+                });
+            }
+        } else if pool.len() < config.ways {
+            return Err(DataError::NotEnoughClasses {
+                pool: pool.name().to_owned(),
+                ways: config.ways,
+                available: pool.len(),
+            });
+        }
+        Ok(Self { data, pool, config, seed, position: 0, groups })
+    }
+
+    /// The episode configuration.
+    pub fn config(&self) -> &EpisodeConfig {
+        &self.config
+    }
+
+    /// The class pool.
+    pub fn pool(&self) -> &ClassPool {
+        &self.pool
+    }
+
+    /// The image source.
+    pub fn data(&self) -> &Arc<D> {
+        &self.data
+    }
+
+    /// The number of episodes drawn so far (the index of the next one).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Continues from episode `position` (e.g. to resume training, or to replay the same
+    /// evaluation episodes).
+    pub fn seek(&mut self, position: u64) {
+        self.position = position;
+    }
+
+    /// Episode number `index` of this seed (a pure function of seed and index).
+    pub fn episode(&self, index: u64) -> Episode {
+        let mut rng = substream(self.seed, index);
+        let c = &self.config;
+        let candidates: Option<&[usize]> =
+            (!self.groups.is_empty()).then(|| self.groups[rng.gen_range(0..self.groups.len())].as_slice());
+        let available = candidates.map_or(self.pool.len(), <[usize]>::len);
+        let picks = sample_distinct(&mut rng, available, c.ways);
+        let mut episode = Episode {
+            classes: Vec::with_capacity(c.ways),
+            support: Vec::with_capacity(c.support_size()),
+            query: Vec::with_capacity(c.query_size()),
+        };
+        for pick in picks {
+            let entry = self.pool.classes()[candidates.map_or(pick, |g| g[pick])];
+            let rotation = match entry.rotation {
+                Rotation::Fixed(k) => k,
+                Rotation::Random => rng.gen_range(0..4),
+            };
+            episode.classes.push(EpisodeClass { class: entry.class, rotation });
+            let examples = sample_distinct(&mut rng, self.data.class_len(entry.class), c.shots + c.queries);
+            episode.support.extend_from_slice(&examples[..c.shots]);
+            episode.query.extend_from_slice(&examples[c.shots..]);
+        }
+        episode
+    }
+
+    /// The next `B` episodes in host memory (gathered in parallel).
+    pub fn sample_buffers(&mut self) -> EpisodeBuffers {
+        let c = self.config;
+        let start = self.position;
+        self.position += c.meta_batch as u64;
+        let episodes: Vec<Episode> =
+            (start..self.position).into_par_iter().map(|i| self.episode(i)).collect();
+        let shape = self.data.image_shape();
+        let image_len = shape.iter().product::<usize>();
+        let mut support_x = vec![0u8; c.meta_batch * c.support_size() * image_len];
+        let mut query_x = vec![0u8; c.meta_batch * c.query_size() * image_len];
+        support_x
+            .par_chunks_mut(c.support_size() * image_len)
+            .zip(query_x.par_chunks_mut(c.query_size() * image_len))
+            .zip(&episodes)
+            .for_each(|((sx, qx), episode)| {
+                self.gather(episode, &episode.support, c.shots, sx);
+                self.gather(episode, &episode.query, c.queries, qx);
+            });
+        let labels = |per_class: usize| -> Vec<i64> {
+            (0..c.meta_batch)
+                .flat_map(|_| (0..c.ways as i64).flat_map(move |l| std::iter::repeat_n(l, per_class)))
+                .collect()
+        };
+        EpisodeBuffers {
+            support_y: labels(c.shots),
+            query_y: labels(c.queries),
+            episodes,
+            support_x,
+            query_x,
+            shape,
+            config: c,
+        }
+    }
+
+    /// Copies (and rotates) the images of one episode's support or query rows into `out`.
+    fn gather(&self, episode: &Episode, rows: &[usize], per_class: usize, out: &mut [u8]) {
+        let [channels, side, _] = self.data.image_shape();
+        let image_len = out.len() / rows.len().max(1);
+        for (r, (&index, dst)) in rows.iter().zip(out.chunks_exact_mut(image_len)).enumerate() {
+            let class = episode.classes[r / per_class];
+            let src = self.data.image(class.class, index);
+            if class.rotation == 0 {
+                dst.copy_from_slice(src);
+            } else {
+                rotate_square(src, channels, side, class.rotation, dst);
+            }
+        }
+    }
+
+    /// The next meta-batch of `B` episodes as a [`TaskBatch`] on `device`.
+    pub fn sample_batch(&mut self, device: Device) -> Result<TaskBatch> {
+        self.sample_buffers().to_batch(device)
+    }
+
+    /// Like [`EpisodeSampler::sample_batch`], also returning the episodes drawn.
+    pub fn sample_batch_with_episodes(&mut self, device: Device) -> Result<(TaskBatch, Vec<Episode>)> {
+        let buffers = self.sample_buffers();
+        Ok((buffers.to_batch(device)?, buffers.episodes))
+    }
+
+    /// Moves the sampler to a background thread that keeps up to `depth` meta-batches
+    /// ready; iterate the returned [`Prefetcher`] for [`TaskBatch`]es on `device`. The
+    /// batches are exactly those [`EpisodeSampler::sample_batch`] would have given.
+    pub fn prefetch(self, depth: usize, device: Device) -> Prefetcher
+    where
+        D: Send + Sync + 'static,
+    {
+        Prefetcher::spawn(self, depth, device)
+    }
+}

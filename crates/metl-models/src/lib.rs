@@ -5,12 +5,20 @@
 //!
 //! - [`Params`]: the one parameter abstraction — ordered, named tensors that are slow
 //!   weights in a `VarStore`, differentiable fast weights, or task-stacked weights.
-//! - [`Model`]: a network whose `forward` takes a [`Params`], with a task-batched twin.
-//! - [`mlp`]: the multi-layer perceptron.
+//! - [`Model`]: a network whose `forward` takes a [`Params`], with a task-batched twin
+//!   (batched matrix products, grouped convolutions, per-task batch norm) and per-step
+//!   variants; non-trainable state (batch-norm running statistics) are the model's
+//!   *buffers*.
+//! - Backbones: [`mlp`], [`conv4`], [`resnet12`]; heads: [`head`]; a backbone with a head:
+//!   [`Classifier`]. [`batch_norm`] in its three modes (batch statistics, running
+//!   statistics, MAML++'s per-step statistics).
+//! - [`staged`]: a backbone as a sequence of stages, for architectures acting between layers.
 //! - [`multitask`]: [`MultiTaskModel`] (shared and task-specific parameters, shared
-//!   representation) and hard parameter sharing.
+//!   representation) and LibMTL's architectures on any backbone: hard sharing, MMoE, CGC,
+//!   PLE, cross-stitch, MTAN, DSelect-k.
 //! - [`optim`]: Adam, AdamW and SGD over [`Params`] with savable state (exact resume).
 //! - [`TaskLoss`]: per-task losses and accuracies of task-stacked predictions.
+//! - [`gradcheck`]: finite-difference gradient checks.
 //!
 //! ```
 //! use metl_models::{mlp::MlpConfig, Model};
@@ -26,18 +34,45 @@
 //! let phi = theta.sgd(&grads, 0.01).unwrap();
 //! assert_eq!(mlp.forward(&phi, &x, true).size(), [10, 1]);
 //! ```
+//!
+//! The few-shot network MAML adapts, evaluated for a meta-batch of 4 tasks at once:
+//!
+//! ```
+//! use metl_models::{conv4::Conv4Config, head::LinearHead, BatchNormConfig, Classifier, Model};
+//! use tch::{nn, Device, Kind, Tensor};
+//!
+//! let vs = nn::VarStore::new(Device::Cpu);
+//! let backbone = Conv4Config::new(1).with_batch_norm(BatchNormConfig::batch()).build().unwrap();
+//! let net = Classifier::new(backbone, LinearHead::new(64, 5).unwrap());
+//! let theta = net.init(&vs.root()).unwrap();
+//! assert_eq!(theta.numel(), 112_261); // as the PyTorch Conv4 + nn.Linear(64, 5)
+//! let x = Tensor::rand([4, 5, 1, 28, 28], (Kind::Float, Device::Cpu)); // [T, B, C, H, W]
+//! let logits = net.forward_tasks(&theta.expand_tasks(4), &x, true);
+//! assert_eq!(logits.size(), [4, 5, 5]);
+//! ```
 #![warn(missing_docs)]
 
+pub mod batch_norm;
+pub mod classifier;
+pub mod conv4;
 pub mod error;
+pub mod gradcheck;
+pub mod head;
+mod layers;
 pub mod loss;
 pub mod mlp;
 pub mod model;
 pub mod multitask;
 pub mod optim;
 pub mod params;
+pub mod resnet12;
+pub mod staged;
 
+pub use batch_norm::{BatchNorm, BatchNormConfig, BatchNormMode};
+pub use classifier::Classifier;
 pub use error::ModelError;
 pub use loss::TaskLoss;
-pub use model::Model;
+pub use model::{Mode, Model};
 pub use multitask::{HardSharing, MultiTaskModel};
 pub use params::{Params, ParamsBuilder};
+pub use staged::StagedModel;

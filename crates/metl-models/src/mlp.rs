@@ -2,8 +2,10 @@
 
 use crate::{
     error::{ModelError, Result},
-    params::{torch_default_init, ParamsBuilder},
-    Model, Params,
+    layers::{Layout, Linear},
+    params::ParamsBuilder,
+    staged::StagedModel,
+    Mode, Model, Params,
 };
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
@@ -74,7 +76,13 @@ impl MlpConfig {
         if let Some(w) = self.widths.iter().find(|&&w| w < 1) {
             return Err(ModelError::invalid("mlp.widths", w, "every width must be >= 1"));
         }
-        Ok(Mlp { config: self.clone() })
+        let layers = self
+            .widths
+            .windows(2)
+            .enumerate()
+            .map(|(i, pair)| Linear::new(format!("layers.{i}"), pair[0], pair[1]))
+            .collect();
+        Ok(Mlp { config: self.clone(), layers })
     }
 
     /// Builds the model and creates its parameters under `path`.
@@ -93,6 +101,7 @@ impl MlpConfig {
 #[derive(Debug, Clone)]
 pub struct Mlp {
     config: MlpConfig,
+    layers: Vec<Linear>,
 }
 
 impl Mlp {
@@ -106,48 +115,67 @@ impl Mlp {
         self.config.widths.len() - 1
     }
 
-    fn layer(params: &Params, i: usize) -> (&Tensor, &Tensor) {
-        (&params[format!("layers.{i}.weight").as_str()], &params[format!("layers.{i}.bias").as_str()])
+    /// Layer `i` (and its activation unless it is the last) in `layout`.
+    fn layer(&self, params: &Params, i: usize, h: &Tensor, layout: Layout) -> Tensor {
+        let h = self.layers[i].forward(params, h, layout);
+        if i + 1 < self.num_layers() {
+            self.config.activation.apply(&h)
+        } else {
+            h
+        }
     }
 }
 
 impl Model for Mlp {
     fn init(&self, path: &nn::Path<'_>) -> Result<Params> {
         let mut builder = ParamsBuilder::new(path);
-        for (i, pair) in self.config.widths.windows(2).enumerate() {
-            let (fan_in, fan_out) = (pair[0], pair[1]);
-            let init = torch_default_init(fan_in);
-            builder.var(&format!("layers.{i}.weight"), &[fan_out, fan_in], init)?;
-            builder.var(&format!("layers.{i}.bias"), &[fan_out], init)?;
+        for layer in &self.layers {
+            layer.init(&mut builder)?;
         }
         builder.build()
     }
 
     fn forward(&self, params: &Params, x: &Tensor, _train: bool) -> Tensor {
-        let last = self.num_layers() - 1;
-        let mut h = x.shallow_clone();
-        for i in 0..=last {
-            let (w, b) = Self::layer(params, i);
-            h = h.linear(w, Some(b));
-            if i < last {
-                h = self.config.activation.apply(&h);
-            }
-        }
-        h
+        (0..self.num_layers()).fold(x.shallow_clone(), |h, i| self.layer(params, i, &h, Layout::Single))
     }
 
     /// Batched matrix products: `baddbmm(b, h, Wᵀ)` per layer for all tasks at once.
     fn forward_tasks(&self, params: &Params, x: &Tensor, _train: bool) -> Tensor {
-        let last = self.num_layers() - 1;
-        let mut h = x.shallow_clone();
-        for i in 0..=last {
-            let (w, b) = Self::layer(params, i);
-            h = b.unsqueeze(1).baddbmm(&h, &w.transpose(1, 2), 1.0, 1.0);
-            if i < last {
-                h = self.config.activation.apply(&h);
-            }
+        let layout = Layout::Tasks(x.size()[0]);
+        (0..self.num_layers()).fold(x.shallow_clone(), |h, i| self.layer(params, i, &h, layout))
+    }
+
+    fn forward_tasks_at_step(&self, params: &Params, x: &Tensor, train: bool, _step: usize) -> Tensor {
+        self.forward_tasks(params, x, train)
+    }
+}
+
+impl StagedModel for Mlp {
+    fn num_stages(&self) -> usize {
+        self.num_layers()
+    }
+
+    fn stage_shapes(&self, input_shape: &[i64]) -> Result<Vec<Vec<i64>>> {
+        if input_shape != [self.config.widths[0]] {
+            return Err(ModelError::invalid(
+                "mlp input shape",
+                format!("{input_shape:?}"),
+                format!("must be [{}]", self.config.widths[0]),
+            ));
         }
-        h
+        Ok(self.config.widths[1..].iter().map(|&w| vec![w]).collect())
+    }
+
+    fn output_shape(&self, input_shape: &[i64]) -> Result<Vec<i64>> {
+        Ok(self.stage_shapes(input_shape)?.pop().expect("at least one layer"))
+    }
+
+    fn forward_stage(&self, params: &Params, stage: usize, h: &Tensor, _mode: Mode) -> Tensor {
+        self.layer(params, stage, h, Layout::Single)
+    }
+
+    fn finish(&self, h: &Tensor) -> Tensor {
+        h.shallow_clone()
     }
 }
 

@@ -133,13 +133,16 @@ impl Optimizer for Adam {
         let bias1 = 1.0 - c.beta1.powi(t);
         let bias2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
         tch::no_grad(|| -> Result<()> {
-            for ((p, m), v) in self.params.tensors().iter().zip(self.exp_avg.tensors()).zip(self.exp_avg_sq.tensors()) {
+            for ((p, m), v) in
+                self.params.tensors().iter().zip(self.exp_avg.tensors()).zip(self.exp_avg_sq.tensors())
+            {
                 let grad = p.grad();
                 if !grad.defined() {
                     continue;
                 }
                 let mut p = p.shallow_clone();
-                let grad = if c.weight_decay != 0.0 && !c.decoupled { grad + &p * c.weight_decay } else { grad };
+                let grad =
+                    if c.weight_decay != 0.0 && !c.decoupled { grad + &p * c.weight_decay } else { grad };
                 if c.weight_decay != 0.0 && c.decoupled {
                     let _ = p.f_mul_scalar_(1.0 - c.lr * c.weight_decay)?;
                 }
@@ -170,7 +173,10 @@ impl Optimizer for Adam {
     }
 
     fn state(&self) -> Params {
-        self.exp_avg.prefixed("exp_avg").merge(&self.exp_avg_sq.prefixed("exp_avg_sq")).expect("disjoint prefixes")
+        self.exp_avg
+            .prefixed("exp_avg")
+            .merge(&self.exp_avg_sq.prefixed("exp_avg_sq"))
+            .expect("disjoint prefixes")
     }
 
     fn load_state(&mut self, state: &Params, steps: u64) -> Result<()> {

@@ -50,6 +50,11 @@ impl Params {
         Ok(Self { names: Arc::new(NameIndex::new(names)?), tensors })
     }
 
+    /// No tensors at all.
+    pub fn empty() -> Self {
+        Self::from_named(Vec::new()).expect("no names, no duplicates")
+    }
+
     /// New tensors with the same names (and order) as `self`.
     ///
     /// # Panics
@@ -397,6 +402,11 @@ impl<'a> ParamsBuilder<'a> {
         let tensor = path.f_var(last, dims, init)?;
         self.entries.push((name.to_owned(), tensor));
         Ok(self)
+    }
+
+    /// The path the variables are registered under (its device and kind are theirs).
+    pub fn path(&self) -> &nn::Path<'a> {
+        &self.path
     }
 
     /// The parameters created so far.

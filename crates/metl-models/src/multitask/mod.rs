@@ -1,7 +1,38 @@
 //! [`MultiTaskModel`]: networks with parameters shared by all tasks and parameters owned
-//! by one task, and hard parameter sharing ([`HardSharing`]).
+//! by one task, and the architectures of LibMTL built on any backbone.
+//!
+//! | architecture | paper | shared representation |
+//! | --- | --- | --- |
+//! | [`HardSharing`] | Caruana 1997 | the encoder's output |
+//! | [`Mmoe`] | Ma et al. 2018 | the stacked expert outputs `[E, B, ...]` |
+//! | [`Cgc`] | Tang et al. 2020 | the stacked shared-expert outputs |
+//! | [`Ple`] | Tang et al. 2020 | none (task and shared paths interleave) |
+//! | [`CrossStitch`] | Misra et al. 2016 | none |
+//! | [`Mtan`] | Liu et al. 2019 | none |
+//! | [`DSelectK`] | Hazimeh et al. 2021 | the stacked expert outputs |
+//!
+//! A parameter is *shared* ([`MultiTaskModel::task_of`] is `None`) when more than one task
+//! loss depends on it — so gradient-manipulation methods must treat it as shared — and
+//! belongs to task `t` when only task `t`'s loss does.
 
-use crate::{error::Result, Model, Params};
+mod cgc;
+mod cross_stitch;
+mod dselect_k;
+mod experts;
+mod hard_sharing;
+mod mmoe;
+mod mtan;
+mod ple;
+
+pub use cgc::{Cgc, CgcConfig};
+pub use cross_stitch::{CrossStitch, CrossStitchConfig};
+pub use dselect_k::{DSelectK, DSelectKConfig, Routing};
+pub use hard_sharing::HardSharing;
+pub use mmoe::{Mmoe, MmoeConfig};
+pub use mtan::{Mtan, MtanConfig};
+pub use ple::{Ple, PleConfig};
+
+use crate::{error::Result, Params};
 use tch::{nn, Tensor};
 
 /// A network that maps one input to `T` task outputs.
@@ -15,14 +46,17 @@ pub trait MultiTaskModel {
     /// The number of tasks `T`.
     fn num_tasks(&self) -> usize;
 
-    /// Creates fresh parameters under `path` (see [`Model::init`]).
+    /// Creates fresh parameters under `path` (see [`crate::Model::init`]).
     fn init(&self, path: &nn::Path<'_>) -> Result<Params>;
 
     /// The task owning parameter `name`, or `None` for a shared parameter.
     fn task_of(&self, name: &str) -> Option<usize>;
 
-    /// Whether [`MultiTaskModel::encode`] is a representation shared by all tasks (false
-    /// for architectures whose task paths interleave throughout, such as cross-stitch).
+    /// Whether [`MultiTaskModel::encode`] is a representation shared by all tasks: a tensor
+    /// that depends on the shared parameters only, through which alone they reach the task
+    /// losses. Architectures whose task paths interleave throughout (cross-stitch, MTAN,
+    /// PLE) have none: their `encode` returns the stacked inputs of the task heads
+    /// `[T, B, ...]` instead, which depend on task parameters too.
     fn has_shared_representation(&self) -> bool {
         true
     }
@@ -39,6 +73,30 @@ pub trait MultiTaskModel {
         let z = self.encode(params, x, train);
         self.decode(params, x, &z, train)
     }
+
+    /// A term the architecture adds to the training loss, if any (DSelect-k's gate
+    /// regularisation); `None` by default.
+    fn auxiliary_loss(&self, params: &Params, x: &Tensor) -> Option<Tensor> {
+        let _ = (params, x);
+        None
+    }
+
+    /// The buffers (batch-norm running statistics) of all sub-networks, named as in
+    /// PyTorch's `state_dict` (see [`crate::Model::buffers`]); empty by default.
+    fn buffers(&self) -> Params {
+        Params::empty()
+    }
+
+    /// Loads buffers by name (see [`crate::Model::load_buffers`]); does nothing by default.
+    fn load_buffers(&self, buffers: &Params) -> Result<()> {
+        let _ = buffers;
+        Ok(())
+    }
+
+    /// Parameters and buffers together, as `torch.nn.Module.state_dict()` holds them.
+    fn state_dict(&self, params: &Params) -> Result<Params> {
+        params.merge(&self.buffers())
+    }
 }
 
 /// Splits parameters into the shared ones and those of each task.
@@ -48,89 +106,55 @@ pub fn split_by_task<M: MultiTaskModel + ?Sized>(model: &M, params: &Params) -> 
     (shared, tasks)
 }
 
-/// Hard parameter sharing (Caruana 1997): one shared encoder, one head per task,
-/// `ŷ_t = h_t(f(x))`.
-///
-/// Parameters are named `encoder.*` and `decoders.{t}.*`, as LibMTL's modules are.
-#[derive(Debug, Clone)]
-pub struct HardSharing<E, H> {
-    encoder: E,
-    heads: Vec<H>,
-}
-
-impl<E: Model, H: Model> HardSharing<E, H> {
-    /// A shared `encoder` with one head per task.
-    pub fn new(encoder: E, heads: Vec<H>) -> Self {
-        Self { encoder, heads }
-    }
-
-    /// The shared encoder.
-    pub fn encoder(&self) -> &E {
-        &self.encoder
-    }
-
-    /// The task heads.
-    pub fn heads(&self) -> &[H] {
-        &self.heads
-    }
-}
-
 /// The task index of a name `decoders.{t}.…`.
 pub fn decoder_task(name: &str) -> Option<usize> {
-    name.strip_prefix("decoders.")?.split('.').next()?.parse().ok()
+    indexed(name, "decoders")
 }
 
-impl<E: Model, H: Model> MultiTaskModel for HardSharing<E, H> {
-    fn num_tasks(&self) -> usize {
-        self.heads.len()
-    }
+/// The index `i` of a name `{prefix}.{i}.…`.
+pub(crate) fn indexed(name: &str, prefix: &str) -> Option<usize> {
+    name.strip_prefix(prefix)?.strip_prefix('.')?.split('.').next()?.parse().ok()
+}
 
-    fn init(&self, path: &nn::Path<'_>) -> Result<Params> {
-        let mut params = self.encoder.init(&path.sub("encoder"))?.prefixed("encoder");
-        for (t, head) in self.heads.iter().enumerate() {
-            let head_params = head.init(&path.sub("decoders").sub(t))?.prefixed(&format!("decoders.{t}"));
-            params = params.merge(&head_params)?;
+/// Task heads `decoders.{t}` of any [`crate::Model`] type: init, forward, buffers.
+pub(crate) mod heads {
+    use crate::{error::Result, Model, Params};
+    use tch::{nn, Tensor};
+
+    pub(crate) fn init<H: Model>(heads: &[H], path: &nn::Path<'_>) -> Result<Params> {
+        let mut params = Params::empty();
+        for (t, head) in heads.iter().enumerate() {
+            let p = head.init(&path.sub("decoders").sub(t))?.prefixed(&format!("decoders.{t}"));
+            params = params.merge(&p)?;
         }
         Ok(params)
     }
 
-    fn task_of(&self, name: &str) -> Option<usize> {
-        decoder_task(name)
+    /// Head `t` on `z`.
+    pub(crate) fn forward<H: Model>(
+        heads: &[H],
+        params: &Params,
+        t: usize,
+        z: &Tensor,
+        train: bool,
+    ) -> Tensor {
+        heads[t].forward(&params.sub(&format!("decoders.{t}")), z, train)
     }
 
-    fn encode(&self, params: &Params, x: &Tensor, train: bool) -> Tensor {
-        self.encoder.forward(&params.sub("encoder"), x, train)
+    pub(crate) fn buffers<H: Model>(heads: &[H]) -> Params {
+        let entries = heads.iter().enumerate().flat_map(|(t, h)| {
+            let b = h.buffers().prefixed(&format!("decoders.{t}"));
+            b.iter().map(|(n, x)| (n.to_owned(), x.shallow_clone())).collect::<Vec<_>>()
+        });
+        Params::from_named(entries.collect()).expect("prefixes keep names apart")
     }
 
-    fn decode(&self, params: &Params, _x: &Tensor, z: &Tensor, train: bool) -> Vec<Tensor> {
-        self.heads
-            .iter()
-            .enumerate()
-            .map(|(t, head)| head.forward(&params.sub(&format!("decoders.{t}")), z, train))
-            .collect()
+    pub(crate) fn load_buffers<H: Model>(heads: &[H], buffers: &Params) -> Result<()> {
+        heads.iter().enumerate().try_for_each(|(t, h)| h.load_buffers(&buffers.sub(&format!("decoders.{t}"))))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::mlp::MlpConfig;
-    use tch::{Device, Kind};
-
-    #[test]
-    fn shared_and_task_parameters_are_separated() {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let encoder = MlpConfig::new([4, 8, 8]).build().unwrap();
-        let heads = vec![MlpConfig::new([8, 1]).build().unwrap(), MlpConfig::new([8, 3]).build().unwrap()];
-        let model = HardSharing::new(encoder, heads);
-        let params = model.init(&vs.root()).unwrap();
-        assert_eq!(params.names()[0], "encoder.layers.0.weight");
-        let (shared, tasks) = split_by_task(&model, &params);
-        assert_eq!(shared.len(), 4);
-        assert_eq!(tasks[1].names(), ["decoders.1.layers.0.weight", "decoders.1.layers.0.bias"]);
-        assert_eq!(vs.trainable_variables().len(), params.len());
-        let x = Tensor::randn([5, 4], (Kind::Float, Device::Cpu));
-        let out = model.forward(&params, &x, true);
-        assert_eq!((out[0].size(), out[1].size()), (vec![5, 1], vec![5, 3]));
-    }
+/// Concatenates parameter sets (all disjoint).
+pub(crate) fn concat(sets: impl IntoIterator<Item = Params>) -> Result<Params> {
+    sets.into_iter().try_fold(Params::empty(), |acc, p| acc.merge(&p))
 }

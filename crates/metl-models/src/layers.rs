@@ -1,0 +1,199 @@
+//! The layers networks are built from — convolutions and linear maps — as parameter
+//! specifications with functional forward passes that run either one parameter set or `T`
+//! task-stacked ones.
+//!
+//! Task-batched passes keep images as `[B, T·C, H, W]`, the channels of task `t` being
+//! `t·C .. (t+1)·C`: a grouped convolution with `groups = T` and the task-stacked filters
+//! reshaped to `[T·C_out, C_in, k, k]` then applies each task's filters to its own channels
+//! in one kernel, batch norm over `T·C` channels normalises each task with its own
+//! statistics, and pooling and activations do not care. Features are `[T, B, F]`, and a
+//! linear layer is one batched matrix product `baddbmm(b, x, Wᵀ)`.
+
+use crate::{error::Result, params::ParamsBuilder, Params};
+use tch::{nn, Tensor};
+
+/// How activations are laid out in a forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// One parameter set: images `[B, C, H, W]`, features `[B, F]`.
+    Single,
+    /// `T` task-stacked parameter sets: images `[B, T·C, H, W]` (task-major channels),
+    /// features `[T, B, F]`.
+    Tasks(i64),
+}
+
+impl Layout {
+    /// The number of tasks (1 for [`Layout::Single`]).
+    pub(crate) fn tasks(self) -> i64 {
+        match self {
+            Layout::Single => 1,
+            Layout::Tasks(t) => t,
+        }
+    }
+}
+
+/// Task-stacked images `[T, B, C, H, W]` in the task-batched layout `[B, T·C, H, W]`.
+pub(crate) fn images_to_task_channels(x: &Tensor) -> Tensor {
+    let s = x.size();
+    x.transpose(0, 1).reshape([s[1], s[0] * s[2], s[3], s[4]])
+}
+
+/// Task-batched image features `[B, T·C, H, W]` flattened per task to `[T, B, C·H·W]`.
+pub(crate) fn flatten_task_channels(h: &Tensor, tasks: i64) -> Tensor {
+    let b = h.size()[0];
+    h.reshape([b, tasks, -1]).transpose(0, 1)
+}
+
+/// The name of parameter `leaf` of the layer called `prefix` (`leaf` alone for an unnamed
+/// top-level layer).
+pub(crate) fn param_name(prefix: &str, leaf: &str) -> String {
+    if prefix.is_empty() {
+        leaf.to_owned()
+    } else {
+        format!("{prefix}.{leaf}")
+    }
+}
+
+/// How a layer's weights are initialised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WeightInit {
+    /// PyTorch's default for `nn.Conv2d` and `nn.Linear`: weight and bias
+    /// `U(−1/√fan_in, 1/√fan_in)` (Kaiming uniform with `a = √5`).
+    TorchDefault,
+    /// `nn.init.kaiming_normal_(w, mode='fan_out', nonlinearity='leaky_relu')` (with the
+    /// default slope 0, i.e. gain √2): `N(0, 2 / fan_out)`, as the ResNet-12 of MetaOptNet
+    /// initialises its convolutions.
+    KaimingNormalFanOut,
+}
+
+/// A 2-d convolution `{name}.weight` `[C_out, C_in, k, k]` (and `{name}.bias` `[C_out]`), as
+/// `nn.Conv2d(C_in, C_out, k, stride, padding, bias)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Conv2d {
+    pub name: String,
+    pub in_channels: i64,
+    pub out_channels: i64,
+    pub kernel: i64,
+    pub stride: i64,
+    pub padding: i64,
+    pub bias: bool,
+}
+
+impl Conv2d {
+    /// A `k`×`k` convolution with `padding = k / 2` and stride 1.
+    pub(crate) fn same(name: impl Into<String>, in_channels: i64, out_channels: i64, kernel: i64) -> Self {
+        Self {
+            name: name.into(),
+            in_channels,
+            out_channels,
+            kernel,
+            stride: 1,
+            padding: kernel / 2,
+            bias: true,
+        }
+    }
+
+    /// The same with another stride.
+    pub(crate) fn with_stride(mut self, stride: i64) -> Self {
+        self.stride = stride;
+        self
+    }
+
+    /// The same without bias.
+    pub(crate) fn without_bias(mut self) -> Self {
+        self.bias = false;
+        self
+    }
+
+    /// The output size along one spatial axis.
+    pub(crate) fn output_size(&self, input: i64) -> i64 {
+        (input + 2 * self.padding - self.kernel) / self.stride + 1
+    }
+
+    /// The number of scalars of its parameters.
+    #[cfg(test)]
+    pub(crate) fn numel(&self) -> i64 {
+        self.out_channels * self.in_channels * self.kernel * self.kernel
+            + if self.bias { self.out_channels } else { 0 }
+    }
+
+    pub(crate) fn init(&self, builder: &mut ParamsBuilder<'_>, init: WeightInit) -> Result<()> {
+        let fan_in = self.in_channels * self.kernel * self.kernel;
+        let weight_init = match init {
+            WeightInit::TorchDefault => crate::params::torch_default_init(fan_in),
+            WeightInit::KaimingNormalFanOut => {
+                let fan_out = self.out_channels * self.kernel * self.kernel;
+                nn::Init::Randn { mean: 0.0, stdev: (2.0 / fan_out as f64).sqrt() }
+            }
+        };
+        let k = self.kernel;
+        builder.var(
+            &param_name(&self.name, "weight"),
+            &[self.out_channels, self.in_channels, k, k],
+            weight_init,
+        )?;
+        if self.bias {
+            let bias_init = match init {
+                WeightInit::TorchDefault => crate::params::torch_default_init(fan_in),
+                WeightInit::KaimingNormalFanOut => nn::Init::Const(0.0),
+            };
+            builder.var(&param_name(&self.name, "bias"), &[self.out_channels], bias_init)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn forward(&self, params: &Params, x: &Tensor, layout: Layout) -> Tensor {
+        let weight = &params[param_name(&self.name, "weight").as_str()];
+        let bias = self.bias.then(|| &params[param_name(&self.name, "bias").as_str()]);
+        let (stride, padding) = ([self.stride, self.stride], [self.padding, self.padding]);
+        match layout {
+            Layout::Single => x.conv2d(weight, bias, stride, padding, [1, 1], 1),
+            Layout::Tasks(t) => {
+                let k = self.kernel;
+                let weight = weight.reshape([t * self.out_channels, self.in_channels, k, k]);
+                let bias = bias.map(|b| b.reshape([t * self.out_channels]));
+                x.conv2d(&weight, bias.as_ref(), stride, padding, [1, 1], t)
+            }
+        }
+    }
+}
+
+/// A linear map `{name}.weight` `[out, in]` and `{name}.bias` `[out]`, as `nn.Linear`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Linear {
+    pub name: String,
+    pub in_features: i64,
+    pub out_features: i64,
+    pub bias: bool,
+}
+
+impl Linear {
+    pub(crate) fn new(name: impl Into<String>, in_features: i64, out_features: i64) -> Self {
+        Self { name: name.into(), in_features, out_features, bias: true }
+    }
+
+    pub(crate) fn init(&self, builder: &mut ParamsBuilder<'_>) -> Result<()> {
+        let init = crate::params::torch_default_init(self.in_features);
+        builder.var(&param_name(&self.name, "weight"), &[self.out_features, self.in_features], init)?;
+        if self.bias {
+            builder.var(&param_name(&self.name, "bias"), &[self.out_features], init)?;
+        }
+        Ok(())
+    }
+
+    /// `x Wᵀ + b` for `x` `[B, in]` ([`Layout::Single`]) or `[T, B, in]` ([`Layout::Tasks`]).
+    pub(crate) fn forward(&self, params: &Params, x: &Tensor, layout: Layout) -> Tensor {
+        let weight = &params[param_name(&self.name, "weight").as_str()];
+        let bias = self.bias.then(|| &params[param_name(&self.name, "bias").as_str()]);
+        match (layout, bias) {
+            (Layout::Single, bias) => x.linear(weight, bias),
+            (Layout::Tasks(_), Some(b)) => b.unsqueeze(1).baddbmm(x, &weight.transpose(1, 2), 1.0, 1.0),
+            (Layout::Tasks(_), None) => x.bmm(&weight.transpose(1, 2)),
+        }
+    }
+}
+
+/// 2×2 max pooling with stride 2 (`nn.MaxPool2d(2)`), layout-agnostic.
+pub(crate) fn max_pool2(x: &Tensor) -> Tensor {
+    x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)
+}

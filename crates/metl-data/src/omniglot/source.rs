@@ -186,16 +186,19 @@ fn list_zip(path: &Path, archive: &Archive<'_>) -> Result<Vec<SourceClass>> {
         let name = entry.name().to_owned();
         let entry_path = path.join(&name);
         let parts: Vec<&str> = name.split('/').filter(|p| !p.is_empty()).collect();
-        if parts.iter().any(|p| is_junk(p)) {
-            continue;
-        }
         let outside = || {
             DataError::layout(
                 &entry_path,
                 format!("zip entry outside the layout {set}/<alphabet>/<character>/<drawing>.png"),
             )
         };
-        if parts.first() != Some(&set.as_str()) || parts.iter().any(|p| *p == ".." || p.contains('\\')) {
+        if parts.iter().any(|p| *p == ".." || *p == "." || p.contains('\\')) || name.starts_with('/') {
+            return Err(outside());
+        }
+        if parts.iter().any(|p| is_junk(p)) {
+            continue;
+        }
+        if parts.first() != Some(&set.as_str()) {
             return Err(outside());
         }
         if entry.is_dir() {
@@ -221,7 +224,7 @@ fn list_zip(path: &Path, archive: &Archive<'_>) -> Result<Vec<SourceClass>> {
             _ => return Err(outside()),
         }
     }
-    flatten(path, tree)
+    flatten(&path.join(&set), tree)
 }
 
 fn sorted_dir(path: &Path) -> Result<Vec<(String, PathBuf, bool)>> {

@@ -43,4 +43,4 @@ pub use backward::{MtlBackward, Representation, StepReport, TaskLosses};
 pub use error::MtlError;
 pub use registry::{StrategyConfig, STRATEGIES};
 pub use strategy::{Combination, GradientSpace, Needs, Setup, StepInput, Strategy, Update};
-pub use trainer::{MtlBatch, MtlStep};
+pub use trainer::MtlStep;

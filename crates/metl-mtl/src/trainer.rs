@@ -7,97 +7,65 @@ use crate::{
     error::{MtlError, Result},
     strategy::{Bilevel, GradientSpace, Strategy},
 };
+use metl_data::MultiTaskBatch;
 use metl_models::{multitask::split_by_task, optim::Optimizer, MultiTaskModel, Params, TaskLoss};
 use tch::{Device, Kind, Tensor};
 
-/// A mini-batch for multi-task training: one input, one target tensor per task, and which
-/// sample is labelled for which task.
-#[derive(Debug)]
-pub struct MtlBatch {
-    /// Inputs `[N, ...]`.
-    pub inputs: Tensor,
-    /// Task `t`'s targets `[N, ...]` (rows of unlabelled samples are ignored).
-    pub targets: Vec<Tensor>,
-    /// `Bool` `[N, T]`: sample `n` is labelled for task `t`; `None` = every sample for
-    /// every task.
-    pub mask: Option<Tensor>,
+/// `batch` split into `parts` disjoint, (nearly) equal parts along the samples (the
+/// independent gradient samples of MoDo and SDMGrad).
+pub fn split_batch(batch: &MultiTaskBatch, parts: usize) -> Result<Vec<MultiTaskBatch>> {
+    let n = batch.len() as i64;
+    let parts_i = parts as i64;
+    if n < parts_i {
+        return Err(MtlError::Shape(format!("a batch of {n} samples cannot be split into {parts} parts")));
+    }
+    let mut out = Vec::with_capacity(parts);
+    let mut start = 0;
+    for p in 0..parts_i {
+        let len = n / parts_i + i64::from(p < n % parts_i);
+        out.push(MultiTaskBatch {
+            inputs: batch.inputs.f_narrow(0, start, len)?,
+            targets: batch.targets.iter().map(|t| t.f_narrow(0, start, len)).collect::<Result<_, _>>()?,
+            mask: batch.mask.f_narrow(0, start, len)?,
+            task_ids: batch.task_ids.as_ref().map(|t| t.f_narrow(0, start, len)).transpose()?,
+        });
+        start += len;
+    }
+    Ok(out)
 }
 
-impl MtlBatch {
-    /// A batch where every sample is labelled for every task.
-    pub fn fully_labelled(inputs: Tensor, targets: Vec<Tensor>) -> Self {
-        Self { inputs, targets, mask: None }
+/// Per-task losses of the task outputs `outputs` (`[N, ...]` each) on `batch`, over each
+/// task's labelled rows; `None` for tasks without labelled rows. One host synchronisation
+/// (the per-task label counts), and no gather for fully labelled tasks.
+pub fn task_losses(
+    batch: &MultiTaskBatch,
+    outputs: &[Tensor],
+    losses: &[TaskLoss],
+) -> Result<Vec<Option<Tensor>>> {
+    let t = batch.num_tasks();
+    if outputs.len() != t || losses.len() != t {
+        return Err(MtlError::Shape(format!(
+            "{} outputs, {t} targets and {} losses: need one of each per task",
+            outputs.len(),
+            losses.len()
+        )));
     }
-
-    /// The number of samples `N`.
-    pub fn len(&self) -> usize {
-        self.inputs.size()[0] as usize
+    let counts = Vec::<i64>::try_from(
+        batch.mask.f_sum_dim_intlist(0i64, false, Kind::Int64)?.f_to_device(Device::Cpu)?,
+    )?;
+    let n = batch.len() as i64;
+    let mut out = Vec::with_capacity(t);
+    for (task, ((o, y), l)) in outputs.iter().zip(&batch.targets).zip(losses).enumerate() {
+        out.push(match counts[task] {
+            0 => None,
+            c if c == n => Some(l.loss(o, y)),
+            _ => {
+                let rows = batch.mask.f_select(1, task as i64)?.f_nonzero()?.f_squeeze_dim(1)?;
+                Some(l.loss(&o.f_index_select(0, &rows)?, &y.f_index_select(0, &rows)?))
+            }
+        });
     }
-
-    /// Whether the batch has no sample.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The batch split into `parts` disjoint, (nearly) equal parts along the samples.
-    pub fn split(&self, parts: usize) -> Result<Vec<MtlBatch>> {
-        let n = self.len() as i64;
-        let parts_i = parts as i64;
-        if n < parts_i {
-            return Err(MtlError::Shape(format!(
-                "a batch of {n} samples cannot be split into {parts} parts"
-            )));
-        }
-        let mut out = Vec::with_capacity(parts);
-        let mut start = 0;
-        for p in 0..parts_i {
-            let len = n / parts_i + i64::from(p < n % parts_i);
-            out.push(MtlBatch {
-                inputs: self.inputs.f_narrow(0, start, len)?,
-                targets: self.targets.iter().map(|t| t.f_narrow(0, start, len)).collect::<Result<_, _>>()?,
-                mask: self.mask.as_ref().map(|m| m.f_narrow(0, start, len)).transpose()?,
-            });
-            start += len;
-        }
-        Ok(out)
-    }
-
-    /// Per-task losses of task outputs `outputs` against this batch, over the labelled rows;
-    /// `None` for tasks without labelled rows.
-    pub fn task_losses(&self, outputs: &[Tensor], losses: &[TaskLoss]) -> Result<Vec<Option<Tensor>>> {
-        if outputs.len() != self.targets.len() || losses.len() != self.targets.len() {
-            return Err(MtlError::Shape(format!(
-                "{} outputs, {} targets and {} losses: need one of each per task",
-                outputs.len(),
-                self.targets.len(),
-                losses.len()
-            )));
-        }
-        let Some(mask) = &self.mask else {
-            return Ok(outputs
-                .iter()
-                .zip(&self.targets)
-                .zip(losses)
-                .map(|((o, y), l)| Some(l.loss(o, y)))
-                .collect());
-        };
-        let counts = Vec::<i64>::try_from(
-            mask.f_sum_dim_intlist(0i64, false, Kind::Int64)?.f_to_device(Device::Cpu)?,
-        )?;
-        let n = self.len() as i64;
-        let mut out = Vec::with_capacity(outputs.len());
-        for (t, ((o, y), l)) in outputs.iter().zip(&self.targets).zip(losses).enumerate() {
-            out.push(match counts[t] {
-                0 => None,
-                c if c == n => Some(l.loss(o, y)),
-                _ => {
-                    let rows = mask.f_select(1, t as i64)?.f_nonzero()?.f_squeeze_dim(1)?;
-                    Some(l.loss(&o.f_index_select(0, &rows)?, &y.f_index_select(0, &rows)?))
-                }
-            });
-        }
-        Ok(out)
-    }
+    Ok(out)
 }
 
 /// One training step of a multi-task model with a strategy. See the [module docs](self).
@@ -164,15 +132,16 @@ impl<M: MultiTaskModel> MtlStep<M> {
     /// update.
     pub fn step(
         &mut self,
-        batch: &MtlBatch,
+        batch: &MultiTaskBatch,
         optimizer: &mut dyn Optimizer,
-        validation: Option<&MtlBatch>,
+        validation: Option<&MultiTaskBatch>,
     ) -> Result<StepReport> {
         self.step += 1;
         let needs = self.strategy.needs();
         optimizer.zero_grad();
-        let parts = if needs.samples > 1 { batch.split(needs.samples)? } else { Vec::new() };
-        let samples: Vec<&MtlBatch> = if parts.is_empty() { vec![batch] } else { parts.iter().collect() };
+        let parts = if needs.samples > 1 { split_batch(batch, needs.samples)? } else { Vec::new() };
+        let samples: Vec<&MultiTaskBatch> =
+            if parts.is_empty() { vec![batch] } else { parts.iter().collect() };
         let rep = needs.gradients == Some(GradientSpace::Representation);
         let losses = samples.iter().map(|b| self.forward_losses(b, rep)).collect::<Result<Vec<_>>>()?;
         let bilevel = validation.map(|v| ValidationLosses {
@@ -210,10 +179,10 @@ impl<M: MultiTaskModel> MtlStep<M> {
 
     /// The per-task losses of `batch` in evaluation mode, without gradients (`NaN` for tasks
     /// without labelled samples), and the per-task accuracy for classification tasks.
-    pub fn evaluate(&self, batch: &MtlBatch) -> Result<(Vec<f64>, Vec<Option<f64>>)> {
+    pub fn evaluate(&self, batch: &MultiTaskBatch) -> Result<(Vec<f64>, Vec<Option<f64>>)> {
         tch::no_grad(|| {
             let outputs = self.model.forward(&self.params, &batch.inputs, false);
-            let losses = batch.task_losses(&outputs, &self.losses)?;
+            let losses = task_losses(batch, &outputs, &self.losses)?;
             let values =
                 losses.iter().map(|l| l.as_ref().map_or(f64::NAN, |l| l.double_value(&[]))).collect();
             let accuracy = outputs
@@ -226,29 +195,24 @@ impl<M: MultiTaskModel> MtlStep<M> {
                         return Ok(None);
                     }
                     let hits = o.f_argmax(-1, false)?.f_eq_tensor(y)?.f_to_kind(Kind::Float)?;
-                    Ok(match &batch.mask {
-                        None => Some(hits.f_mean(Kind::Double)?.double_value(&[])),
-                        Some(m) => {
-                            let m = m.f_select(1, t as i64)?.f_to_kind(Kind::Float)?;
-                            let count = m.f_sum(Kind::Double)?.double_value(&[]);
-                            (count > 0.0).then(|| (hits * m).sum(Kind::Double).double_value(&[]) / count)
-                        }
-                    })
+                    let m = batch.mask.f_select(1, t as i64)?.f_to_kind(Kind::Float)?;
+                    let count = m.f_sum(Kind::Double)?.double_value(&[]);
+                    Ok((count > 0.0).then(|| (hits * m).sum(Kind::Double).double_value(&[]) / count))
                 })
                 .collect::<Result<Vec<_>>>()?;
             Ok((values, accuracy))
         })
     }
 
-    fn forward_losses(&self, batch: &MtlBatch, rep: bool) -> Result<TaskLosses> {
+    fn forward_losses(&self, batch: &MultiTaskBatch, rep: bool) -> Result<TaskLosses> {
         let x = &batch.inputs;
         if rep {
             let r = Representation::detach(self.model.encode(&self.params, x, true));
             let outputs = self.model.decode(&self.params, x, &r.leaf, true);
-            Ok(TaskLosses { losses: batch.task_losses(&outputs, &self.losses)?, representation: Some(r) })
+            Ok(TaskLosses { losses: task_losses(batch, &outputs, &self.losses)?, representation: Some(r) })
         } else {
             let outputs = self.model.forward(&self.params, x, true);
-            Ok(TaskLosses { losses: batch.task_losses(&outputs, &self.losses)?, representation: None })
+            Ok(TaskLosses { losses: task_losses(batch, &outputs, &self.losses)?, representation: None })
         }
     }
 }
@@ -256,7 +220,7 @@ impl<M: MultiTaskModel> MtlStep<M> {
 /// The model on a validation batch, for bilevel strategies.
 struct ValidationLosses<'a, M> {
     model: &'a M,
-    batch: &'a MtlBatch,
+    batch: &'a MultiTaskBatch,
     losses: &'a [TaskLoss],
     lr: f64,
 }
@@ -264,7 +228,7 @@ struct ValidationLosses<'a, M> {
 impl<M: MultiTaskModel> Bilevel for ValidationLosses<'_, M> {
     fn validation_losses(&self, params: &Params) -> Result<Vec<Option<Tensor>>> {
         let outputs = self.model.forward(params, &self.batch.inputs, true);
-        self.batch.task_losses(&outputs, self.losses)
+        task_losses(self.batch, &outputs, self.losses)
     }
 
     fn inner_lr(&self) -> f64 {

@@ -17,11 +17,16 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod cli;
+pub mod config;
 pub mod demo;
 pub mod device;
 pub mod error;
+pub mod interrupt;
+pub mod metrics;
 pub mod plot;
 pub mod progress;
+pub mod run_dir;
 
 pub use error::BadInput;

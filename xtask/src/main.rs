@@ -5,6 +5,7 @@
 //! once done) and runs cargo with the right environment.
 
 mod cmd;
+mod diagram;
 mod libtorch;
 
 use cmd::{cargo, run, Env, Result};
@@ -22,7 +23,8 @@ tasks:
   demo [ARGS]   setup, release build, then `metl demo ARGS`
   lint          cargo fmt --check, clippy -D warnings, rustdoc -D warnings
   ci            lint, then test
-  bench [ARGS]  setup, then the criterion benches (ARGS go to `cargo bench`)";
+  bench [ARGS]  setup, then the criterion benches (ARGS go to `cargo bench`)
+  diagram       redraw docs/concepts.svg";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         "lint" => lint(),
         "ci" => lint().and_then(|()| test(&[])),
         "bench" => bench(rest),
+        "diagram" => diagram::run(),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())

@@ -65,6 +65,33 @@ pub fn link_libtorch() {
     }
 }
 
+/// Emits `METL_GIT_REVISION` (the checkout's `git rev-parse --short=12 HEAD`, with
+/// `-dirty` when the tree has changes) for `option_env!` in the package; nothing outside a
+/// git checkout or without git.
+pub fn emit_git_revision() {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(&manifest)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    if let Some(revision) = git(&["rev-parse", "--short=12", "HEAD"]) {
+        let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+        let suffix = if dirty { "-dirty" } else { "" };
+        println!("cargo:rustc-env=METL_GIT_REVISION={revision}{suffix}");
+        if let Some(head) = git(&["rev-parse", "--git-path", "HEAD"]) {
+            println!("cargo:rerun-if-changed={}", std::path::Path::new(&manifest).join(head).display());
+        }
+        if let Some(index) = git(&["rev-parse", "--git-path", "index"]) {
+            println!("cargo:rerun-if-changed={}", std::path::Path::new(&manifest).join(index).display());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,18 @@ pub enum MetaError {
         /// The meta-training step.
         step: u64,
     },
+    /// A meta-batch that does not fit the learner (labels out of range, shapes that
+    /// disagree, ...).
+    #[error("invalid task batch: {0}")]
+    InvalidBatch(String),
+    /// A checkpoint that could not be restored.
+    #[error("{path}: {message}")]
+    Checkpoint {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        message: String,
+    },
     /// A model-layer failure.
     #[error(transparent)]
     Model(#[from] metl_models::ModelError),

@@ -2,17 +2,22 @@
 
 use crate::error::Result;
 use metl_data::TaskBatch;
-use tch::Tensor;
+use metl_models::Params;
+use std::path::Path;
+use tch::{Kind, Tensor};
 
 /// What one meta-training step reports.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepReport {
     /// The meta-training step just taken (1-based).
     pub step: u64,
-    /// The meta-loss: mean query loss over the tasks after adaptation.
+    /// The meta-loss: mean query loss over the tasks after adaptation (for MAML++ with the
+    /// multi-step loss, the weighted sum over steps).
     pub loss: f64,
     /// Mean query accuracy after adaptation (classification only).
     pub accuracy: Option<f64>,
+    /// The outer learning rate (or Reptile's step size) this step used.
+    pub outer_lr: f64,
 }
 
 /// Per-task query losses and accuracies after adaptation.
@@ -24,11 +29,23 @@ pub struct QueryOutcome {
     pub accuracy: Option<Tensor>,
 }
 
+impl QueryOutcome {
+    /// The mean accuracy over tasks as a number, if any (one device sync).
+    pub fn mean_accuracy(&self) -> Option<f64> {
+        self.accuracy.as_ref().map(|a| a.mean(Kind::Float).double_value(&[]))
+    }
+}
+
 /// A meta-learning algorithm.
 ///
 /// Training alternates [`MetaLearner::meta_train_step`] on meta-batches of training tasks;
 /// evaluation adapts to each test task's support set and measures the query set, for a
 /// given number of adaptation steps (ignored by algorithms that do not take steps).
+///
+/// Checkpoints: [`MetaLearner::state`] holds everything a resumed run needs — the
+/// meta-parameters under their own names (so the file doubles as a model checkpoint that
+/// PyTorch's `safetensors` reads), learned inner learning rates under `inner_lr.*`, the
+/// outer optimizer's moments under `optimizer.*` and the step count as `outer.steps`.
 pub trait MetaLearner {
     /// One outer update from a meta-batch of tasks.
     fn meta_train_step(&mut self, batch: &TaskBatch) -> Result<StepReport>;
@@ -44,4 +61,30 @@ pub trait MetaLearner {
 
     /// The number of meta-training steps taken.
     fn steps_taken(&self) -> u64;
+
+    /// Everything the outer loop learns: the model's meta-parameters θ under their names,
+    /// and learned inner learning rates under `inner_lr.*` (Meta-SGD, MAML++).
+    fn meta_parameters(&self) -> Params;
+
+    /// The complete training state for a checkpoint (see the trait documentation).
+    fn state(&self) -> Params;
+
+    /// Restores a state written by [`MetaLearner::state`], in place; names and shapes must
+    /// match.
+    fn load_state(&mut self, state: &Params) -> Result<()>;
+
+    /// The outer learning rate the next step will use.
+    fn outer_lr(&self) -> f64;
+
+    /// Writes [`MetaLearner::state`] to a safetensors file, atomically.
+    fn save(&self, path: &Path) -> Result<()> {
+        Ok(self.state().save_safetensors(path)?)
+    }
+
+    /// Restores the state from a safetensors file written by [`MetaLearner::save`].
+    fn load(&mut self, path: &Path) -> Result<()> {
+        let state = Params::load_safetensors(path, self.meta_parameters().device())?;
+        self.load_state(&state)
+            .map_err(|e| crate::MetaError::Checkpoint { path: path.to_owned(), message: e.to_string() })
+    }
 }

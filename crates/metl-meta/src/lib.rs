@@ -3,8 +3,24 @@
 //! Meta-learning algorithms behind one interface, [`MetaLearner`]: train on many small
 //! tasks so that a model adapts to a new task from a few examples.
 //!
-//! - [`maml`]: MAML (Finn et al. 2017), second order or first order, task-batched.
-//! - [`evaluate`]: mean query loss/accuracy over test tasks with 95% intervals.
+//! The interface and its shared machinery:
+//! - [`learner`]: the [`MetaLearner`] trait (meta-training step, adaptation, prediction,
+//!   checkpoint state);
+//! - [`evaluate`]: mean query loss/accuracy over test tasks with 95% intervals;
+//! - [`inner`]: the one inner loop (fixed, per-parameter or per-step rates; SGD, momentum or
+//!   Adam; mini-batches of the support set);
+//! - [`outer`]: the outer optimizer with its learning-rate schedule and checkpoint state;
+//! - [`maml_family`]: the task-batched engine shared by the gradient-based learners;
+//! - [`metric`]: the engine shared by the metric-based learners.
+//!
+//! The algorithms, one per module:
+//! - [`maml`]: MAML (Finn et al. 2017), second order or first order;
+//! - [`meta_sgd`]: Meta-SGD (Li et al. 2017), learned per-parameter inner rates;
+//! - [`anil`]: ANIL (Raghu et al. 2020), inner loop on the head only;
+//! - [`maml_plus_plus`]: MAML++ (Antoniou et al. 2019);
+//! - [`reptile`]: Reptile (Nichol et al. 2018);
+//! - [`protonet`]: prototypical networks (Snell et al. 2017), Euclidean or cosine;
+//! - [`matching`]: matching networks (Vinyals et al. 2016) without full-context embeddings.
 //!
 //! ```
 //! use metl_data::sinusoid::{SinusoidConfig, SinusoidTasks};
@@ -22,10 +38,20 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod anil;
 pub mod error;
 pub mod evaluate;
+pub mod inner;
 pub mod learner;
 pub mod maml;
+pub mod maml_family;
+pub mod maml_plus_plus;
+pub mod matching;
+pub mod meta_sgd;
+pub mod metric;
+pub mod outer;
+pub mod protonet;
+pub mod reptile;
 
 pub use error::MetaError;
 pub use evaluate::{evaluate, Estimate, Evaluation};

@@ -1,0 +1,95 @@
+//! ANIL, "almost no inner loop" (Raghu, Raghu, Bengio & Vinyals, ICLR 2020, "Rapid Learning
+//! or Feature Reuse? Towards Understanding the Effectiveness of MAML"): MAML whose inner
+//! loop adapts only the head (the final layer) while the body θ_b is shared by all tasks:
+//!
+//! ```text
+//! φᵢ⁽ʲ⁺¹⁾ = φᵢ⁽ʲ⁾ − α ∇_φ L^s_i(θ_b, φᵢ⁽ʲ⁾),  φᵢ⁽⁰⁾ = θ_h,     min_{θ_b, θ_h} (1/B) Σᵢ L^q_i(θ_b, φᵢ⁽ᵏ⁾).
+//! ```
+//!
+//! The outer loop still trains body and head, and the meta-gradient still flows through the
+//! inner steps (second order) into both. Raghu et al. use MAML's hyper-parameters; the
+//! defaults here are MAML's Omniglot 5-way ones for the inner loop.
+
+use crate::{
+    error::{MetaError, Result},
+    maml_family::{delegate_meta_learner, AdaptedParams, FamilySettings, LrRule, MamlFamily},
+    outer::check_lr,
+};
+use metl_models::{Model, Params, TaskLoss};
+use serde::{Deserialize, Serialize};
+
+/// Hyper-parameters of [`Anil`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnilConfig {
+    /// Name prefixes of the head's parameters (default `["head"]`; for an
+    /// [`Mlp`](metl_models::mlp::Mlp) of three layers, `["layers.2"]`).
+    pub head: Vec<String>,
+    /// Inner SGD learning rate α (default 0.4).
+    pub inner_lr: f64,
+    /// Inner steps during meta-training (default 1).
+    pub inner_steps: usize,
+    /// Outer Adam learning rate (default 1e-3).
+    pub outer_lr: f64,
+    /// First-order meta-gradients (default false).
+    pub first_order: bool,
+    /// Adapt all tasks of a meta-batch at once (default true).
+    pub task_batched: bool,
+}
+
+impl Default for AnilConfig {
+    fn default() -> Self {
+        Self {
+            head: vec!["head".into()],
+            inner_lr: 0.4,
+            inner_steps: 1,
+            outer_lr: 1e-3,
+            first_order: false,
+            task_batched: true,
+        }
+    }
+}
+
+impl AnilConfig {
+    /// Checks every field.
+    pub fn validate(&self) -> Result<()> {
+        if self.head.is_empty() {
+            return Err(MetaError::invalid("anil.head", "[]", "name at least one head parameter prefix"));
+        }
+        check_lr("anil.inner_lr", self.inner_lr)?;
+        check_lr("anil.outer_lr", self.outer_lr)?;
+        if self.inner_steps == 0 {
+            return Err(MetaError::invalid("anil.inner_steps", 0, "must be >= 1"));
+        }
+        Ok(())
+    }
+}
+
+/// ANIL around any [`Model`] whose head parameters are named by [`AnilConfig::head`].
+#[derive(Debug)]
+pub struct Anil<M: Model> {
+    family: MamlFamily<M>,
+    config: AnilConfig,
+}
+
+impl<M: Model> Anil<M> {
+    /// ANIL over `model` with meta-parameters `params` (leaf tensors). Errors when no
+    /// parameter matches the head prefixes.
+    pub fn new(model: M, params: Params, loss: TaskLoss, config: AnilConfig) -> Result<Self> {
+        config.validate()?;
+        let lr = LrRule::Fixed(config.inner_lr);
+        let settings = FamilySettings {
+            adapted: AdaptedParams::Prefixes(config.head.clone()),
+            task_batched: config.task_batched,
+            ..FamilySettings::basic(config.inner_steps, lr, config.first_order, config.outer_lr)
+        };
+        Ok(Self { family: MamlFamily::new(model, params, loss, settings)?, config })
+    }
+
+    /// The hyper-parameters.
+    pub fn config(&self) -> &AnilConfig {
+        &self.config
+    }
+}
+
+delegate_meta_learner!(Anil);

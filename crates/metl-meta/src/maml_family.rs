@@ -1,0 +1,645 @@
+//! [`MamlFamily`]: the one implementation behind MAML, first-order MAML, Meta-SGD, ANIL and
+//! MAML++, which differ only in its settings:
+//!
+//! | algorithm | adapted parameters | inner learning rate | outer loss | derivative order |
+//! | --- | --- | --- | --- | --- |
+//! | [`Maml`](crate::maml::Maml) | all | fixed α | query loss after k steps | second (or first) |
+//! | [`MetaSgd`](crate::meta_sgd::MetaSgd) | all | learned α, one per weight | after k steps | second (or first) |
+//! | [`Anil`](crate::anil::Anil) | the head | fixed α | after k steps | second (or first) |
+//! | [`MamlPlusPlus`](crate::maml_plus_plus::MamlPlusPlus) | all but batch norm | learned α per layer and step | weighted over steps, annealed | first, then second |
+//!
+//! For a meta-batch of `T` tasks with support sets `(Xˢᵢ, Yˢᵢ)` and query sets `(Xᵠᵢ, Yᵠᵢ)`, θ
+//! split into adapted weights θ_a and frozen weights θ_f, the inner loop ([`InnerLoop`])
+//! computes `φᵢ⁽ʲ⁺¹⁾ = φᵢ⁽ʲ⁾ − αʲ ⊙ ∇_φ L(f(Xˢᵢ; φᵢ⁽ʲ⁾, θ_f), Yˢᵢ)` from `φᵢ⁽⁰⁾ = θ_a`, and the
+//! meta-loss is `(1/T) Σᵢ Σⱼ wⱼ L(f(Xᵠᵢ; φᵢ⁽ʲ⁺¹⁾, θ_f), Yᵠᵢ)` with `w = (0, …, 0, 1)` except for
+//! MAML++'s multi-step loss. One Adam step on θ (and on learned rates α) follows.
+//!
+//! **Task-batched.** By default all `T` tasks adapt at once: θ is expanded to `T` copies
+//! ([`Params::expand_tasks`], a view, no copy) and evaluated with [`Model::forward_tasks`]; the
+//! gradient of the summed support losses with respect to the copies is each task's own
+//! gradient. With `task_batched = false` each task runs alone through [`Model::forward`] and
+//! its meta-loss is back-propagated before the next task's (less memory, slower); the tests
+//! check that both paths give the same meta-gradient.
+
+use crate::{
+    error::{MetaError, Result},
+    inner::{InnerLoop, InnerLr, InnerOptimizer, SupportBatches},
+    learner::{QueryOutcome, StepReport},
+    outer::{LrSchedule, OuterLoop},
+};
+use metl_data::TaskBatch;
+use metl_models::{optim::zero_grads, Model, Params, TaskLoss};
+use serde::{Deserialize, Serialize};
+use tch::{Kind, Tensor};
+
+/// Which meta-parameters the inner loop adapts; the others are shared by all tasks as they
+/// are.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdaptedParams {
+    /// Every parameter (MAML, Meta-SGD).
+    #[default]
+    All,
+    /// Parameters whose name starts with one of these prefixes followed by `.`, or equals
+    /// one (ANIL: the head).
+    Prefixes(Vec<String>),
+    /// Every parameter whose name contains none of these substrings (MAML++: all but the
+    /// batch-norm weights).
+    AllExcept(Vec<String>),
+}
+
+impl AdaptedParams {
+    /// Whether parameter `name` is adapted.
+    pub fn adapts(&self, name: &str) -> bool {
+        match self {
+            AdaptedParams::All => true,
+            AdaptedParams::Prefixes(prefixes) => prefixes
+                .iter()
+                .any(|p| name == p || name.strip_prefix(p.as_str()).is_some_and(|r| r.starts_with('.'))),
+            AdaptedParams::AllExcept(parts) => !parts.iter().any(|p| name.contains(p.as_str())),
+        }
+    }
+}
+
+/// The inner learning rate: fixed, or learned by the outer loop.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LrRule {
+    /// One fixed scalar α.
+    Fixed(f64),
+    /// Learned, one rate per weight, initialised uniformly in `[low, high]` (Meta-SGD).
+    PerParameter {
+        /// Lower end of the initial range.
+        low: f64,
+        /// Upper end of the initial range.
+        high: f64,
+    },
+    /// One rate per parameter tensor and step, initialised to `init` (MAML++ LSLR);
+    /// learned unless `learned` is false.
+    PerStep {
+        /// The initial rate.
+        init: f64,
+        /// Whether the outer loop learns the rates.
+        learned: bool,
+    },
+}
+
+/// MAML++'s multi-step loss: query losses after every inner step, weighted, with the
+/// weights annealed towards the last step over the first `epochs` epochs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MultiStepLoss {
+    /// Epochs during which the multi-step loss is used (afterwards only the last step).
+    pub epochs: u64,
+    /// Meta-iterations per epoch.
+    pub iterations_per_epoch: u64,
+}
+
+impl MultiStepLoss {
+    /// The step weights at meta-iteration `t` (1-based) for `k` inner steps, or `None` once
+    /// the annealing is over. As in Antoniou et al.'s code: all start at `1/k`; each
+    /// non-final weight decays by `e / (k · epochs)` at epoch `e`, down to `0.03 / k`; the final
+    /// weight grows by `(k − 1)` times that, up to `1 − (k − 1) · 0.03 / k`.
+    pub fn weights(&self, t: u64, k: usize) -> Option<Vec<f64>> {
+        let epoch = t.saturating_sub(1) / self.iterations_per_epoch;
+        if epoch >= self.epochs {
+            return None;
+        }
+        let kf = k as f64;
+        let decay = epoch as f64 / kf / self.epochs as f64;
+        let floor = 0.03 / kf;
+        let mut w = vec![(1.0 / kf - decay).max(floor); k];
+        w[k - 1] = (1.0 / kf + decay * (kf - 1.0)).min(1.0 - (kf - 1.0) * floor);
+        Some(w)
+    }
+}
+
+/// Everything that distinguishes the members of the MAML family (see the module docs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FamilySettings {
+    /// Inner steps during meta-training.
+    pub inner_steps: usize,
+    /// The inner learning rate.
+    pub lr: LrRule,
+    /// The inner update direction (SGD for all but Reptile, which may use Adam).
+    pub inner_optimizer: InnerOptimizer,
+    /// Support examples per inner step (`None`: the whole support set).
+    pub inner_batch: Option<usize>,
+    /// Which parameters adapt.
+    pub adapted: AdaptedParams,
+    /// Meta-iterations (from the first) that use first-order meta-gradients: 0 = always
+    /// second order, `u64::MAX` = always first order.
+    pub first_order_iterations: u64,
+    /// MAML++'s multi-step loss, if used.
+    pub multi_step_loss: Option<MultiStepLoss>,
+    /// Call [`Model::forward_at_step`] with the inner step (per-step batch-norm statistics).
+    pub per_step_forward: bool,
+    /// Adapt all tasks at once (default) or one after another.
+    pub task_batched: bool,
+    /// The outer optimizer.
+    pub outer_optimizer: OuterOptimizer,
+    /// Outer learning rate.
+    pub outer_lr: f64,
+    /// Its schedule.
+    pub schedule: LrSchedule,
+}
+
+impl FamilySettings {
+    /// The settings shared by most members: whole support sets, SGD inside, Adam outside
+    /// at a constant rate, no multi-step loss, no per-step forward, task-batched.
+    pub fn basic(inner_steps: usize, lr: LrRule, first_order: bool, outer_lr: f64) -> Self {
+        Self {
+            inner_steps,
+            lr,
+            inner_optimizer: InnerOptimizer::Sgd,
+            inner_batch: None,
+            adapted: AdaptedParams::All,
+            first_order_iterations: if first_order { u64::MAX } else { 0 },
+            multi_step_loss: None,
+            per_step_forward: false,
+            task_batched: true,
+            outer_optimizer: OuterOptimizer::Adam,
+            outer_lr,
+            schedule: LrSchedule::Constant,
+        }
+    }
+}
+
+/// The optimizer of the outer loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OuterOptimizer {
+    /// Adam with PyTorch's defaults (every member but Reptile).
+    Adam,
+    /// Plain SGD (Reptile's interpolation `θ ← θ − ε (θ − φ̄)`).
+    Sgd,
+}
+
+/// How tasks are laid out for a forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Parameters and inputs carry a leading task dimension `T`.
+    Batched,
+    /// One task: parameters without a task dimension, inputs with a leading 1.
+    Single,
+}
+
+/// The shared engine of the MAML family; see the module documentation.
+pub struct MamlFamily<M: Model> {
+    model: M,
+    params: Params,
+    adapted: Params,
+    frozen: Params,
+    learned_lrs: Option<Params>,
+    loss: TaskLoss,
+    settings: FamilySettings,
+    outer: OuterLoop,
+}
+
+impl<M: Model> std::fmt::Debug for MamlFamily<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MamlFamily")
+            .field("settings", &self.settings)
+            .field("adapted", &self.adapted.names())
+            .field("steps_taken", &self.outer.steps())
+            .finish()
+    }
+}
+
+impl<M: Model> MamlFamily<M> {
+    /// The engine over `model` with meta-parameters `params` (leaf tensors).
+    pub fn new(model: M, params: Params, loss: TaskLoss, settings: FamilySettings) -> Result<Self> {
+        let (adapted, frozen) = params.split(|n| settings.adapted.adapts(n));
+        if adapted.is_empty() {
+            return Err(MetaError::invalid(
+                "meta.adapted",
+                format!("{:?}", settings.adapted),
+                format!("selects no parameter of [{}]", params.names().join(", ")),
+            ));
+        }
+        let learned_lrs = match settings.lr {
+            LrRule::Fixed(_) => None,
+            LrRule::PerParameter { low, high } => Some(adapted.map(|_, t| {
+                let lr = t.detach().zeros_like();
+                let _ = tch::no_grad(|| lr.shallow_clone().uniform_(low, high));
+                lr.set_requires_grad(true)
+            })),
+            LrRule::PerStep { init, learned } => {
+                let steps = settings.inner_steps as i64;
+                Some(adapted.map(|_, t| {
+                    Tensor::full([steps], init, (t.kind(), t.device())).set_requires_grad(learned)
+                }))
+            }
+        };
+        let trained = match (&learned_lrs, settings.lr) {
+            (Some(lrs), LrRule::PerParameter { .. } | LrRule::PerStep { learned: true, .. }) => {
+                params.merge(&lrs.prefixed("inner_lr"))?
+            }
+            _ => params.shallow_clone(),
+        };
+        let outer = match settings.outer_optimizer {
+            OuterOptimizer::Adam => OuterLoop::adam(&trained, settings.outer_lr, settings.schedule)?,
+            OuterOptimizer::Sgd => OuterLoop::sgd(&trained, settings.outer_lr, settings.schedule)?,
+        };
+        Ok(Self { model, params, adapted, frozen, learned_lrs, loss, settings, outer })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// The meta-parameters θ.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The learned inner learning rates (named like the adapted parameters), if any.
+    pub fn learned_lrs(&self) -> Option<&Params> {
+        self.learned_lrs.as_ref()
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &FamilySettings {
+        &self.settings
+    }
+
+    /// The outer loop (optimizer, schedule, step count).
+    pub fn outer(&self) -> &OuterLoop {
+        &self.outer
+    }
+
+    /// The outer loop, mutably (for learners with their own outer update).
+    pub(crate) fn outer_mut(&mut self) -> &mut OuterLoop {
+        &mut self.outer
+    }
+
+    fn inner_lr<'a>(&self, lrs: Option<&'a Params>) -> InnerLr<'a> {
+        match (self.settings.lr, lrs) {
+            (LrRule::Fixed(lr), _) => InnerLr::Fixed(lr),
+            (LrRule::PerParameter { .. }, Some(lrs)) => InnerLr::PerParameter(lrs),
+            (LrRule::PerStep { .. }, Some(lrs)) => InnerLr::PerStep(lrs),
+            _ => unreachable!("learned rules always have rates"),
+        }
+    }
+
+    /// The forward pass at inner step `step` of `fast` adapted weights with the frozen ones.
+    fn forward(
+        &self,
+        fast: &Params,
+        frozen: &Params,
+        x: &Tensor,
+        step: usize,
+        layout: Layout,
+    ) -> Result<Tensor> {
+        let merged;
+        let params = if frozen.is_empty() {
+            fast
+        } else {
+            merged = fast.merge(frozen)?;
+            &merged
+        };
+        let step = step.min(self.settings.inner_steps.saturating_sub(1));
+        Ok(match (layout, self.settings.per_step_forward) {
+            (Layout::Batched, false) => self.model.forward_tasks(params, x, true),
+            (Layout::Batched, true) => {
+                let outputs: Vec<Tensor> = (0..x.size()[0])
+                    .map(|i| self.model.forward_at_step(&params.task(i as usize), &x.get(i), true, step))
+                    .collect();
+                Tensor::stack(&outputs, 0)
+            }
+            (Layout::Single, false) => self.model.forward(params, &x.get(0), true).unsqueeze(0),
+            (Layout::Single, true) => self.model.forward_at_step(params, &x.get(0), true, step).unsqueeze(0),
+        })
+    }
+
+    pub(crate) fn outcome(
+        &self,
+        fast: &Params,
+        frozen: &Params,
+        batch: &TaskBatch,
+        step: usize,
+        layout: Layout,
+    ) -> Result<QueryOutcome> {
+        let prediction = self.forward(fast, frozen, &batch.query_x, step, layout)?;
+        Ok(QueryOutcome {
+            loss: self.loss.per_task(&prediction, &batch.query_y),
+            accuracy: self.loss.per_task_accuracy(&prediction, &batch.query_y),
+        })
+    }
+
+    /// Runs the inner loop on the support sets of `batch`.
+    #[allow(clippy::too_many_arguments)]
+    fn adapt(
+        &self,
+        start: Params,
+        frozen: &Params,
+        lrs: Option<&Params>,
+        batch: &TaskBatch,
+        steps: usize,
+        create_graph: bool,
+        layout: Layout,
+        after_step: impl FnMut(usize, &Params) -> Result<()>,
+    ) -> Result<Params> {
+        let inner =
+            InnerLoop { lr: self.inner_lr(lrs), optimizer: self.settings.inner_optimizer, create_graph };
+        let support = batch.support_x.size()[1] as usize;
+        let minibatches = self
+            .settings
+            .inner_batch
+            .filter(|&b| b < support)
+            .map(|b| SupportBatches::new(batch.num_tasks(), support, b, steps, batch.device()));
+        inner.run(
+            start,
+            steps,
+            |fast, step| {
+                let (x, y) = match &minibatches {
+                    None => (batch.support_x.shallow_clone(), batch.support_y.shallow_clone()),
+                    Some(m) => {
+                        let rows = m.indices(step);
+                        (m.gather(&batch.support_x, &rows), m.gather(&batch.support_y, &rows))
+                    }
+                };
+                let prediction = self.forward(fast, frozen, &x, step, layout)?;
+                Ok(self.loss.per_task(&prediction, &y).sum(None::<Kind>))
+            },
+            after_step,
+        )
+    }
+
+    /// The meta-loss of `batch` at meta-iteration `t` (1-based), differentiable with respect
+    /// to θ and the learned rates, with the query outcome after the last inner step.
+    fn meta_loss_at(&self, batch: &TaskBatch, t: u64, layout: Layout) -> Result<(Tensor, QueryOutcome)> {
+        let k = self.settings.inner_steps;
+        let create_graph = t > self.settings.first_order_iterations;
+        let (start, frozen) = match layout {
+            Layout::Batched => {
+                let tasks = batch.num_tasks();
+                (self.adapted.expand_tasks(tasks), self.frozen.expand_tasks(tasks))
+            }
+            Layout::Single => (self.adapted.shallow_clone(), self.frozen.shallow_clone()),
+        };
+        let weights = self.settings.multi_step_loss.and_then(|m| m.weights(t, k));
+        let mut weighted: Option<Tensor> = None;
+        let mut last = None;
+        let fast = self.adapt(
+            start,
+            &frozen,
+            self.learned_lrs.as_ref(),
+            batch,
+            k,
+            create_graph,
+            layout,
+            |j, fast| {
+                if let Some(w) = &weights {
+                    let outcome = self.outcome(fast, &frozen, batch, j, layout)?;
+                    let term = outcome.loss.mean(None::<Kind>) * w[j];
+                    weighted = Some(match weighted.take() {
+                        Some(sum) => sum + term,
+                        None => term,
+                    });
+                    last = Some(outcome);
+                }
+                Ok(())
+            },
+        )?;
+        match (weighted, last) {
+            (Some(loss), Some(outcome)) => Ok((loss, outcome)),
+            _ => {
+                let outcome = self.outcome(&fast, &frozen, batch, k - 1, layout)?;
+                Ok((outcome.loss.mean(None::<Kind>), outcome))
+            }
+        }
+    }
+
+    /// The meta-loss of a batch as the next meta-training step would compute it (mean over
+    /// tasks), differentiable with respect to θ, and the per-task query outcome.
+    pub fn meta_loss(&self, batch: &TaskBatch) -> Result<(Tensor, QueryOutcome)> {
+        self.meta_loss_at(batch, self.outer.steps() + 1, Layout::Batched)
+    }
+
+    /// Back-propagates the meta-loss of `batch` at meta-iteration `t` into the `.grad` of θ
+    /// and the learned rates (zeroed first); returns the meta-loss and the mean query
+    /// accuracy. Nothing is back-propagated when a loss is not finite.
+    fn accumulate_meta_gradient(&self, batch: &TaskBatch, t: u64) -> Result<(f64, Option<f64>)> {
+        zero_grads(self.outer.params());
+        let non_finite = |value: f64| MetaError::NonFiniteLoss { what: "meta-loss", value, step: t };
+        if self.settings.task_batched {
+            let (loss, outcome) = self.meta_loss_at(batch, t, Layout::Batched)?;
+            let value = loss.double_value(&[]);
+            if !value.is_finite() {
+                return Err(non_finite(value));
+            }
+            loss.f_backward()?;
+            return Ok((value, outcome.mean_accuracy()));
+        }
+        let tasks = batch.num_tasks();
+        let (mut total, mut accuracy) = (0.0, None::<f64>);
+        for i in 0..tasks {
+            let (loss, outcome) = self.meta_loss_at(&batch.task(i), t, Layout::Single)?;
+            let value = loss.double_value(&[]);
+            if !value.is_finite() {
+                zero_grads(self.outer.params());
+                return Err(non_finite(value));
+            }
+            (loss / tasks as f64).f_backward()?;
+            total += value / tasks as f64;
+            if let Some(a) = outcome.mean_accuracy() {
+                *accuracy.get_or_insert(0.0) += a / tasks as f64;
+            }
+        }
+        Ok((total, accuracy))
+    }
+
+    /// The meta-gradient the next meta-training step would apply (before the optimizer),
+    /// with respect to θ and the learned rates (named as in
+    /// [`MamlFamily::meta_parameters`]), and the meta-loss; changes nothing but `.grad`.
+    pub fn meta_gradient(&self, batch: &TaskBatch) -> Result<(f64, Params)> {
+        let (loss, _) = self.accumulate_meta_gradient(batch, self.outer.steps() + 1)?;
+        let params = self.outer.params();
+        let grads = params.map(|_, p| {
+            let g = p.grad();
+            if g.defined() {
+                g.detach().copy()
+            } else {
+                p.detach().zeros_like()
+            }
+        });
+        zero_grads(params);
+        Ok((loss, grads))
+    }
+
+    /// One outer update; see [`crate::MetaLearner::meta_train_step`].
+    pub fn meta_train_step(&mut self, batch: &TaskBatch) -> Result<StepReport> {
+        let t = self.outer.steps() + 1;
+        let (loss, accuracy) = self.accumulate_meta_gradient(batch, t)?;
+        let outer_lr = self.outer.step()?;
+        Ok(StepReport { step: t, loss, accuracy, outer_lr })
+    }
+
+    /// Adapted weights for evaluation (detached from θ, first order) and the frozen weights,
+    /// laid out for `layout`.
+    pub(crate) fn adapt_detached(
+        &self,
+        batch: &TaskBatch,
+        steps: usize,
+        layout: Layout,
+    ) -> Result<(Params, Params)> {
+        let lrs = self.learned_lrs.as_ref().map(Params::detach);
+        let (start, frozen) = match layout {
+            Layout::Batched => {
+                let tasks = batch.num_tasks();
+                let start = self
+                    .adapted
+                    .detach()
+                    .expand_tasks(tasks)
+                    .map(|_, t| t.contiguous().set_requires_grad(true));
+                (start, self.frozen.detach().expand_tasks(tasks))
+            }
+            Layout::Single => (self.adapted.detached_leaves(), self.frozen.detach()),
+        };
+        let fast = self.adapt(start, &frozen, lrs.as_ref(), batch, steps, false, layout, |_, _| Ok(()))?;
+        Ok((fast.detach(), frozen))
+    }
+
+    pub(crate) fn per_layout<T>(
+        &self,
+        batch: &TaskBatch,
+        mut f: impl FnMut(&TaskBatch, Layout) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        if self.settings.task_batched {
+            Ok(vec![f(batch, Layout::Batched)?])
+        } else {
+            (0..batch.num_tasks()).map(|i| f(&batch.task(i), Layout::Single)).collect()
+        }
+    }
+
+    /// See [`crate::MetaLearner::adapt_and_evaluate`].
+    pub fn adapt_and_evaluate(&self, batch: &TaskBatch, steps: usize) -> Result<QueryOutcome> {
+        let parts = self.per_layout(batch, |b, layout| {
+            let (fast, frozen) = self.adapt_detached(b, steps, layout)?;
+            tch::no_grad(|| self.outcome(&fast, &frozen, b, steps.saturating_sub(1), layout))
+        })?;
+        let loss = Tensor::cat(&parts.iter().map(|o| &o.loss).collect::<Vec<_>>(), 0);
+        let accuracy =
+            parts.iter().map(|o| o.accuracy.as_ref()).collect::<Option<Vec<_>>>().map(|a| Tensor::cat(&a, 0));
+        Ok(QueryOutcome { loss, accuracy })
+    }
+
+    /// See [`crate::MetaLearner::adapt_and_predict`].
+    pub fn adapt_and_predict(&self, batch: &TaskBatch, steps: usize) -> Result<Tensor> {
+        let parts = self.per_layout(batch, |b, layout| {
+            let (fast, frozen) = self.adapt_detached(b, steps, layout)?;
+            tch::no_grad(|| self.forward(&fast, &frozen, &b.query_x, steps.saturating_sub(1), layout))
+        })?;
+        Ok(Tensor::cat(&parts, 0))
+    }
+
+    /// θ and the learned rates (as `inner_lr.*`).
+    pub fn meta_parameters(&self) -> Params {
+        self.outer.params().shallow_clone()
+    }
+
+    /// The checkpoint state.
+    pub fn state(&self) -> Params {
+        self.outer.state()
+    }
+
+    /// Restores a checkpoint state.
+    pub fn load_state(&mut self, state: &Params) -> Result<()> {
+        self.outer.load_state(state)
+    }
+}
+
+/// Implements [`crate::MetaLearner`] for a newtype around [`MamlFamily`] in field `family`.
+macro_rules! delegate_meta_learner {
+    ($learner:ident) => {
+        $crate::maml_family::delegate_meta_learner!($learner, |learner, batch| learner
+            .family
+            .meta_train_step(batch));
+    };
+    ($learner:ident, |$this:ident, $batch:ident| $train_step:expr) => {
+        impl<M: metl_models::Model> $crate::MetaLearner for $learner<M> {
+            fn meta_train_step(
+                &mut self,
+                batch: &metl_data::TaskBatch,
+            ) -> $crate::error::Result<$crate::StepReport> {
+                let ($this, $batch) = (self, batch);
+                $train_step
+            }
+
+            fn adapt_and_evaluate(
+                &self,
+                batch: &metl_data::TaskBatch,
+                steps: usize,
+            ) -> $crate::error::Result<$crate::QueryOutcome> {
+                self.family.adapt_and_evaluate(batch, steps)
+            }
+
+            fn adapt_and_predict(
+                &self,
+                batch: &metl_data::TaskBatch,
+                steps: usize,
+            ) -> $crate::error::Result<tch::Tensor> {
+                self.family.adapt_and_predict(batch, steps)
+            }
+
+            fn steps_taken(&self) -> u64 {
+                self.family.outer().steps()
+            }
+
+            fn meta_parameters(&self) -> metl_models::Params {
+                self.family.meta_parameters()
+            }
+
+            fn state(&self) -> metl_models::Params {
+                self.family.state()
+            }
+
+            fn load_state(&mut self, state: &metl_models::Params) -> $crate::error::Result<()> {
+                self.family.load_state(state)
+            }
+
+            fn outer_lr(&self) -> f64 {
+                self.family.outer().lr()
+            }
+        }
+
+        impl<M: metl_models::Model> std::ops::Deref for $learner<M> {
+            type Target = $crate::maml_family::MamlFamily<M>;
+
+            /// The shared MAML-family engine (parameters, settings, meta-loss).
+            fn deref(&self) -> &Self::Target {
+                &self.family
+            }
+        }
+    };
+}
+pub(crate) use delegate_meta_learner;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_step_weights_follow_antoniou_et_al() {
+        let m = MultiStepLoss { epochs: 10, iterations_per_epoch: 500 };
+        // Epoch 0: uniform.
+        assert_eq!(m.weights(1, 5).unwrap(), vec![0.2; 5]);
+        // Epoch 5: non-final 0.2 − 5/(5·10) = 0.1, final 0.2 + 4 · 0.1 = 0.6.
+        let w = m.weights(5 * 500 + 1, 5).unwrap();
+        for (a, b) in w.iter().zip([0.1, 0.1, 0.1, 0.1, 0.6]) {
+            assert!((a - b).abs() < 1e-12, "{w:?}");
+        }
+        // Epoch 9: non-final 0.2 − 9/50 = 0.02 (above the floor 0.006), final 0.92.
+        let w = m.weights(9 * 500 + 1, 5).unwrap();
+        assert!((w[0] - 0.02).abs() < 1e-12 && (w[4] - 0.92).abs() < 1e-12, "{w:?}");
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(m.weights(10 * 500 + 1, 5).is_none());
+    }
+
+    #[test]
+    fn adapted_params_select_by_name() {
+        let head = AdaptedParams::Prefixes(vec!["head".into()]);
+        assert!(head.adapts("head.weight") && head.adapts("head") && !head.adapts("header.weight"));
+        let no_bn = AdaptedParams::AllExcept(vec!["norm".into()]);
+        assert!(no_bn.adapts("blocks.0.conv.weight") && !no_bn.adapts("blocks.0.norm.weight"));
+    }
+}

@@ -1,0 +1,187 @@
+//! [`MetricLearner`]: the engine of the metric-based learners — prototypical networks and
+//! matching networks — which embed every example of an episode with a network f_θ and
+//! classify each query from its embedding and the labelled support embeddings, with no
+//! inner loop:
+//!
+//! ```text
+//! zˢ = f_θ(Xˢ),  zᵠ = f_θ(Xᵠ),   p(y = c | xᵠ) = softmax_c(s_c(zᵠ; zˢ, Yˢ)),
+//! min_θ (1/B) Σᵢ CE(s(zᵠᵢ; zˢᵢ, Yˢᵢ), Yᵠᵢ).
+//! ```
+//!
+//! The scores `s` are the [`EpisodeClassifier`]: negative distances to class prototypes
+//! ([`crate::protonet`]) or attention over the support set ([`crate::matching`]). Support and
+//! query of an episode go through the network in one forward pass (as the reference
+//! implementations do, so batch-norm statistics cover both); episodes of a meta-batch are
+//! evaluated task-batched. Labels are class indices `0..N` within each episode.
+
+use crate::{
+    error::{MetaError, Result},
+    learner::{MetaLearner, QueryOutcome, StepReport},
+    outer::{LrSchedule, OuterLoop},
+};
+use metl_data::TaskBatch;
+use metl_models::{Model, Params, TaskLoss};
+use tch::{Kind, Tensor};
+
+/// Scores of every query against the `N` classes of its episode.
+pub trait EpisodeClassifier {
+    /// Logits `[T, Q, N]` from support embeddings `[T, S, D]`, their one-hot labels
+    /// `[T, S, N]` and query embeddings `[T, Q, D]`.
+    fn logits(&self, support: &Tensor, labels: &Tensor, query: &Tensor) -> Tensor;
+}
+
+/// One-hot labels `[T, S, N]` of class indices `[T, S]` in `0..N`, in `kind`, with `N` the
+/// number of classes (the largest index plus one). Errors on negative indices or a class
+/// without any example.
+pub fn one_hot_labels(labels: &Tensor, kind: Kind) -> Result<(Tensor, i64)> {
+    if labels.numel() == 0 {
+        return Err(MetaError::InvalidBatch("the support set is empty".into()));
+    }
+    let (min, max) = (labels.min().int64_value(&[]), labels.max().int64_value(&[]));
+    if min < 0 {
+        return Err(MetaError::InvalidBatch(format!("negative class index {min} in the support labels")));
+    }
+    let ways = max + 1;
+    let one_hot = labels.one_hot(ways).to_kind(kind);
+    let empty = one_hot.sum_dim_intlist(1, false, Kind::Float).eq(0.0).any().int64_value(&[]) != 0;
+    if empty {
+        return Err(MetaError::InvalidBatch(format!(
+            "support labels must cover every class 0..{ways} of each episode; one has no example"
+        )));
+    }
+    Ok((one_hot, ways))
+}
+
+/// Rows of `x` `[..., D]` scaled to unit Euclidean norm (zero rows stay zero).
+pub fn normalize_rows(x: &Tensor) -> Tensor {
+    x / x.norm_scalaropt_dim(2.0, [-1], true).clamp_min(1e-12)
+}
+
+/// The engine of the metric-based learners; see the module documentation.
+pub struct MetricLearner<M: Model, C: EpisodeClassifier> {
+    model: M,
+    params: Params,
+    classifier: C,
+    outer: OuterLoop,
+    batch_statistics_at_test: bool,
+}
+
+impl<M: Model, C: EpisodeClassifier + std::fmt::Debug> std::fmt::Debug for MetricLearner<M, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricLearner")
+            .field("classifier", &self.classifier)
+            .field("outer", &self.outer)
+            .finish()
+    }
+}
+
+impl<M: Model, C: EpisodeClassifier> MetricLearner<M, C> {
+    /// A learner training the embedding `model` with parameters `params` (leaf tensors) by
+    /// Adam at rate `outer_lr` on `schedule`. `batch_statistics_at_test` runs the network in
+    /// training mode at evaluation (batch-norm statistics of the episode) instead of its
+    /// evaluation mode.
+    pub fn with_classifier(
+        model: M,
+        params: Params,
+        classifier: C,
+        outer_lr: f64,
+        schedule: LrSchedule,
+        batch_statistics_at_test: bool,
+    ) -> Result<Self> {
+        let outer = OuterLoop::adam(&params, outer_lr, schedule)?;
+        Ok(Self { model, params, classifier, outer, batch_statistics_at_test })
+    }
+
+    /// The embedding network.
+    pub fn model(&self) -> &M {
+        &self.model
+    }
+
+    /// Its parameters θ.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The classifier.
+    pub fn classifier(&self) -> &C {
+        &self.classifier
+    }
+
+    /// Support and query embeddings `[T, S, D]`, `[T, Q, D]` of every episode, from one
+    /// forward pass per episode over support and query together.
+    pub fn embed(&self, batch: &TaskBatch, train: bool) -> Result<(Tensor, Tensor)> {
+        let tasks = batch.num_tasks();
+        let support = batch.support_x.size()[1];
+        let x = Tensor::f_cat(&[&batch.support_x, &batch.query_x], 1)?;
+        let z = if tasks == 1 {
+            self.model.forward(&self.params, &x.get(0), train).unsqueeze(0)
+        } else {
+            self.model.forward_tasks(&self.params.expand_tasks(tasks), &x, train)
+        };
+        let z = z.flatten(2, -1);
+        let query = z.size()[1] - support;
+        Ok((z.narrow(1, 0, support), z.narrow(1, support, query)))
+    }
+
+    /// Logits `[T, Q, N]` of every query.
+    pub fn logits(&self, batch: &TaskBatch, train: bool) -> Result<Tensor> {
+        let (support, query) = self.embed(batch, train)?;
+        let (labels, _) = one_hot_labels(&batch.support_y, support.kind())?;
+        Ok(self.classifier.logits(&support, &labels, &query))
+    }
+
+    fn outcome(&self, batch: &TaskBatch, train: bool) -> Result<QueryOutcome> {
+        let logits = self.logits(batch, train)?;
+        let loss = TaskLoss::CrossEntropy;
+        Ok(QueryOutcome {
+            loss: loss.per_task(&logits, &batch.query_y),
+            accuracy: loss.per_task_accuracy(&logits, &batch.query_y),
+        })
+    }
+}
+
+impl<M: Model, C: EpisodeClassifier> MetaLearner for MetricLearner<M, C> {
+    fn meta_train_step(&mut self, batch: &TaskBatch) -> Result<StepReport> {
+        let step = self.outer.steps() + 1;
+        let outcome = self.outcome(batch, true)?;
+        let loss = outcome.loss.mean(None::<Kind>);
+        let value = loss.double_value(&[]);
+        if !value.is_finite() {
+            return Err(MetaError::NonFiniteLoss { what: "query loss", value, step });
+        }
+        self.outer.zero_grad();
+        loss.f_backward()?;
+        let outer_lr = self.outer.step()?;
+        Ok(StepReport { step, loss: value, accuracy: outcome.mean_accuracy(), outer_lr })
+    }
+
+    /// `steps` is ignored: the support set is used without any inner loop.
+    fn adapt_and_evaluate(&self, batch: &TaskBatch, _steps: usize) -> Result<QueryOutcome> {
+        tch::no_grad(|| self.outcome(batch, self.batch_statistics_at_test))
+    }
+
+    /// `steps` is ignored; the predictions are the logits `[T, Q, N]`.
+    fn adapt_and_predict(&self, batch: &TaskBatch, _steps: usize) -> Result<Tensor> {
+        tch::no_grad(|| self.logits(batch, self.batch_statistics_at_test))
+    }
+
+    fn steps_taken(&self) -> u64 {
+        self.outer.steps()
+    }
+
+    fn meta_parameters(&self) -> Params {
+        self.params.shallow_clone()
+    }
+
+    fn state(&self) -> Params {
+        self.outer.state()
+    }
+
+    fn load_state(&mut self, state: &Params) -> Result<()> {
+        self.outer.load_state(state)
+    }
+
+    fn outer_lr(&self) -> f64 {
+        self.outer.lr()
+    }
+}

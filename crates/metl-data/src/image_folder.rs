@@ -14,7 +14,7 @@
 
 use crate::{
     error::{DataError, Result},
-    image::{decode_image, ClassImages, ImageStore, ResizeFilter, Resizer, StoredClass},
+    image::{decode_image, BackedByStore, ImageStore, ResizeFilter, Resizer, StoredClass},
 };
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -175,25 +175,9 @@ impl ImageFolder {
     }
 }
 
-impl ClassImages for ImageFolder {
-    fn image_shape(&self) -> [usize; 3] {
-        self.store.image_shape()
-    }
-
-    fn num_classes(&self) -> usize {
-        self.store.num_classes()
-    }
-
-    fn class_len(&self, class: usize) -> usize {
-        self.store.class_len(class)
-    }
-
-    /// The class folder's name.
-    fn class_name(&self, class: usize) -> String {
-        self.store.class_name(class)
-    }
-
-    fn image(&self, class: usize, index: usize) -> &[u8] {
-        self.store.image(class, index)
+/// Classes are the folders, all in group 0.
+impl BackedByStore for ImageFolder {
+    fn image_store(&self) -> &ImageStore {
+        &self.store
     }
 }

@@ -406,3 +406,30 @@ fn a_user_pool_works_on_any_class_subset() {
     classes.sort_unstable();
     assert_eq!(classes, [3, 9, 27, 81, 243]);
 }
+
+/// On a CUDA machine: batches on the GPU equal the CPU's (skipped without CUDA).
+#[test]
+fn batches_on_cuda_equal_those_on_the_cpu() {
+    let Some(o) = omniglot() else { return };
+    if !tch::Cuda::is_available() {
+        eprintln!("SKIPPED: no CUDA device");
+        return;
+    }
+    let cuda = Device::Cuda(0);
+    let pool = o.splits(OmniglotProtocol::Maml, 0).unwrap().train;
+    let config = EpisodeConfig { ways: 5, shots: 1, queries: 15, meta_batch: 8, within_group: false };
+    let mut cpu = EpisodeSampler::new(o.clone(), pool.clone(), config, 1).unwrap();
+    let mut gpu = EpisodeSampler::new(o.clone(), pool.clone(), config, 1).unwrap();
+    let (a, b) = (cpu.sample_batch(Device::Cpu).unwrap(), gpu.sample_batch(cuda).unwrap());
+    assert_eq!(b.device(), cuda);
+    assert!(a.support_x.equal(&b.support_x.to_device(Device::Cpu)));
+    assert!(a.query_y.equal(&b.query_y.to_device(Device::Cpu)));
+    let mut prefetched = EpisodeSampler::new(o.clone(), pool, config, 1).unwrap().prefetch(2, cuda);
+    let c = prefetched.next_batch().unwrap();
+    assert_eq!(c.query_x.device(), cuda);
+    assert!(a.query_x.equal(&c.query_x.to_device(Device::Cpu)));
+    let data = Omniglot50::new(o, Omniglot50Config::default()).unwrap();
+    let batch = data.batch(Split::Val, &[1, 2, 3], cuda).unwrap();
+    assert_eq!((batch.inputs.device(), batch.mask.device()), (cuda, cuda));
+    assert_eq!(batch.labelled(0, &batch.inputs).unwrap().0.device(), cuda);
+}

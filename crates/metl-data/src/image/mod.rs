@@ -11,7 +11,7 @@ mod store;
 
 pub use decode::{decode_image, decode_jpeg, decode_png, DecodedImage, MAX_DECODED_BYTES};
 pub use resize::{ResizeFilter, Resizer};
-pub use store::{ClassImages, ImageStore, StoredClass};
+pub use store::{BackedByStore, ClassImages, ImageStore, StoredClass};
 
 /// Writes `src` (planar `[C, S, S]`, square) rotated counter-clockwise by `quarter_turns`
 /// × 90° into `dst` (like `numpy.rot90` and Pillow's `rotate`).

@@ -32,6 +32,39 @@ pub trait ClassImages: Send + Sync {
     fn image(&self, class: usize, index: usize) -> &[u8];
 }
 
+/// A source whose images live in an [`ImageStore`] (with extra metadata around it): it is
+/// a [`ClassImages`] through the store.
+pub trait BackedByStore: Send + Sync {
+    /// The store holding the images.
+    fn image_store(&self) -> &ImageStore;
+}
+
+impl<T: BackedByStore> ClassImages for T {
+    fn image_shape(&self) -> [usize; 3] {
+        self.image_store().image_shape()
+    }
+
+    fn num_classes(&self) -> usize {
+        self.image_store().num_classes()
+    }
+
+    fn class_len(&self, class: usize) -> usize {
+        self.image_store().class_len(class)
+    }
+
+    fn class_name(&self, class: usize) -> String {
+        self.image_store().class_name(class)
+    }
+
+    fn class_group(&self, class: usize) -> usize {
+        self.image_store().class_group(class)
+    }
+
+    fn image(&self, class: usize, index: usize) -> &[u8] {
+        self.image_store().image(class, index)
+    }
+}
+
 /// A class of an [`ImageStore`]: its name, group and images.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredClass {

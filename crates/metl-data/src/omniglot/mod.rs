@@ -22,7 +22,7 @@ pub use protocol::{OmniglotProtocol, OmniglotSplits, VINYALS_TEST_ALPHABETS, VIN
 
 use crate::{
     error::{DataError, Result},
-    image::{decode_image, ClassImages, ImageStore, ResizeFilter, Resizer, StoredClass},
+    image::{decode_image, BackedByStore, ClassImages, ImageStore, ResizeFilter, Resizer, StoredClass},
 };
 use serde::{Deserialize, Serialize};
 use source::SetSource;
@@ -49,6 +49,14 @@ impl OmniglotSet {
             OmniglotSet::Evaluation => "images_evaluation",
         }
     }
+}
+
+/// The Omniglot folder to use: `$METL_OMNIGLOT_DIR` when set (and not empty), else
+/// `default`.
+pub fn omniglot_dir(default: impl Into<PathBuf>) -> PathBuf {
+    std::env::var_os("METL_OMNIGLOT_DIR")
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| default.into(), PathBuf::from)
 }
 
 /// How to load Omniglot.
@@ -124,9 +132,10 @@ impl Omniglot {
     pub fn load(config: OmniglotConfig) -> Result<Self> {
         config.validate()?;
         let start = Instant::now();
-        let sources = OmniglotSet::ALL.map(|set| SetSource::locate(&config.root, set.dir_name()));
-        let [background, evaluation] = sources;
-        let sources = [background?, evaluation?];
+        let sources = [
+            SetSource::locate(&config.root, OmniglotSet::Background.dir_name())?,
+            SetSource::locate(&config.root, OmniglotSet::Evaluation.dir_name())?,
+        ];
         let cache_file = match (config.cache, config.cache_dir.clone().or_else(default_cache_dir)) {
             (true, Some(dir)) => {
                 let mut key = format!("v1;size={};filter={:?}", config.image_size, config.filter);
@@ -146,7 +155,17 @@ impl Omniglot {
                     cache_error: None,
                     seconds: start.elapsed().as_secs_f64(),
                 };
-                return Self::from_parts(cached.store, &cached.alphabet_sets, config.image_size, report);
+                let alphabet_sets = cached
+                    .alphabet_sets
+                    .iter()
+                    .map(|&c| if c == 0 { OmniglotSet::Background } else { OmniglotSet::Evaluation })
+                    .collect();
+                return Ok(Self {
+                    store: cached.store,
+                    alphabet_sets,
+                    image_size: config.image_size,
+                    report,
+                });
             }
         }
         let (store, sets) = decode_sets(&sources, config.image_size, config.filter)?;
@@ -161,14 +180,6 @@ impl Omniglot {
             seconds: start.elapsed().as_secs_f64(),
         };
         Ok(Self { store, alphabet_sets: sets, image_size: config.image_size, report })
-    }
-
-    fn from_parts(store: ImageStore, codes: &[u8], image_size: usize, report: LoadReport) -> Result<Self> {
-        let alphabet_sets = codes
-            .iter()
-            .map(|&c| if c == 0 { OmniglotSet::Background } else { OmniglotSet::Evaluation })
-            .collect();
-        Ok(Self { store, alphabet_sets, image_size, report })
     }
 
     /// How the load went (cache hit, time).
@@ -234,31 +245,10 @@ impl Omniglot {
     }
 }
 
-impl ClassImages for Omniglot {
-    fn image_shape(&self) -> [usize; 3] {
-        self.store.image_shape()
-    }
-
-    fn num_classes(&self) -> usize {
-        self.store.num_classes()
-    }
-
-    fn class_len(&self, class: usize) -> usize {
-        self.store.class_len(class)
-    }
-
-    /// `Alphabet/characterNN`.
-    fn class_name(&self, class: usize) -> String {
-        self.store.class_name(class)
-    }
-
-    /// The alphabet.
-    fn class_group(&self, class: usize) -> usize {
-        self.store.class_group(class)
-    }
-
-    fn image(&self, class: usize, index: usize) -> &[u8] {
-        self.store.image(class, index)
+/// Class names are `Alphabet/characterNN`, groups are alphabets.
+impl BackedByStore for Omniglot {
+    fn image_store(&self) -> &ImageStore {
+        &self.store
     }
 }
 

@@ -10,9 +10,10 @@ use std::{
 
 /// `$METL_OMNIGLOT_DIR`, else the repository's `../shared/data/omniglot`, if it exists.
 pub fn omniglot_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("METL_OMNIGLOT_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/omniglot"));
+    let dir = metl_data::omniglot::omniglot_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/data/omniglot"
+    ));
     dir.exists().then_some(dir)
 }
 

@@ -113,7 +113,10 @@ impl<'a, D: MultiTaskDataset + ?Sized> MultiTaskLoader<'a, D> {
         &mut self,
         device: Device,
     ) -> impl Iterator<Item = Result<MultiTaskBatch>> + use<'_, 'a, D> {
-        let n = if self.cursor == 0 { self.batches_per_epoch() } else { self.remaining_batches() };
+        let n = match self.remaining_batches() {
+            0 => self.batches_per_epoch(),
+            n => n,
+        };
         (0..n).map(move |_| self.next_batch(device))
     }
 
@@ -161,6 +164,13 @@ mod tests {
         assert_eq!(loader.next_indices(), [0, 1, 2, 3]);
         let batches: Vec<_> = loader.epoch_batches(Device::Cpu).collect::<Result<_>>().unwrap();
         assert_eq!(batches.len(), 1);
+        // A finished epoch is followed by a whole new one.
+        assert_eq!(loader.epoch_batches(Device::Cpu).count(), 2);
+        assert_eq!(loader.epoch_batches(Device::Cpu).count(), 2);
+        let mut full = MultiTaskLoader::new(&data, Split::Train, 4, Some(0)).unwrap();
+        let sizes: Vec<usize> = full.epoch_batches(Device::Cpu).map(|b| b.unwrap().len()).collect();
+        assert_eq!(sizes, [4, 4, 2]);
+        assert_eq!(full.epoch_batches(Device::Cpu).count(), 3);
     }
 
     #[test]

@@ -411,3 +411,105 @@ pub(crate) fn load_all_buffers<'a>(
 ) -> Result<()> {
     layers.into_iter().try_for_each(|bn| bn.load_buffers(src))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    fn layer(config: BatchNormConfig) -> (BatchNorm, Params) {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let bn = BatchNorm::new("bn", 4, config);
+        let mut builder = ParamsBuilder::new(&vs.root());
+        bn.init(&mut builder).unwrap();
+        (bn, builder.build().unwrap())
+    }
+
+    /// Per-task batch norm over `[B, T·C, H, W]` equals one batch norm per task (float32,
+    /// outputs and gradients), and folds the running statistics as sequential updates do.
+    #[test]
+    fn task_layout_equals_per_task_normalisation() {
+        let (t, c) = (3, 4);
+        let (bn, params) = layer(BatchNormConfig::running());
+        let looped_bn = bn.clone();
+        let stacked = params.map(|_, p| {
+            (Tensor::randn([t, c], (Kind::Float, Device::Cpu)) * 0.3 + p.detach().unsqueeze(0))
+                .set_requires_grad(true)
+        });
+        let x = Tensor::randn([t, 5, c, 3, 3], (Kind::Float, Device::Cpu)) * 2.0 + 1.0;
+        let merged = x.transpose(0, 1).reshape([5, t * c, 3, 3]);
+        let batched = bn
+            .forward_in(&stacked, &merged, Mode::train(), Layout::Tasks(t))
+            .view([5, t, c, 3, 3])
+            .transpose(0, 1);
+        let looped = Tensor::stack(
+            &(0..t)
+                .map(|i| looped_bn.forward(&stacked.task(i as usize), &x.get(i), Mode::train()))
+                .collect::<Vec<_>>(),
+            0,
+        );
+        assert!((&batched - &looped).abs().max().double_value(&[]) < 1e-5);
+        let w = Tensor::randn_like(&looped);
+        let gb = stacked.grads(&(&batched * &w).sum(Kind::Float), false).unwrap();
+        let gl = stacked.grads(&(&looped * &w).sum(Kind::Float), false).unwrap();
+        for (a, b) in gb.tensors().iter().zip(gl.tensors()) {
+            assert!((a - b).abs().max().double_value(&[]) < 1e-5);
+        }
+        for ((name, a), b) in bn.buffers().iter().zip(looped_bn.buffers().tensors()) {
+            assert!(
+                (a.to_kind(Kind::Double) - b.to_kind(Kind::Double)).abs().max().double_value(&[]) < 1e-6,
+                "{name}"
+            );
+        }
+        assert_eq!(bn.buffers()["bn.num_batches_tracked"].int64_value(&[]), 3);
+    }
+
+    /// Running statistics follow PyTorch: `r ← 0.9 r + 0.1 s` with the unbiased variance.
+    #[test]
+    fn running_statistics_follow_pytorch() {
+        let (bn, params) = layer(BatchNormConfig::running());
+        let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 6.0]).view([4, 1]).repeat([1, 4]);
+        let _ = bn.forward(&params, &x, Mode::train());
+        let buffers = bn.buffers();
+        // mean 3, unbiased variance 14/3.
+        assert!((buffers["bn.running_mean"].double_value(&[0]) - 0.3).abs() < 1e-6);
+        assert!((buffers["bn.running_var"].double_value(&[0]) - (0.9 + 0.1 * 14.0 / 3.0)).abs() < 1e-6);
+        // Evaluation normalises with the running statistics.
+        let y = bn.forward(&params, &x, Mode::eval());
+        let expected = (1.0 - 0.3) / (0.9f64 + 0.1 * 14.0 / 3.0 + 1e-5).sqrt();
+        assert!((y.double_value(&[0, 0]) - expected).abs() < 1e-5);
+    }
+
+    #[test]
+    fn batch_mode_has_no_buffers_and_ignores_train() {
+        let (bn, params) = layer(BatchNormConfig::batch());
+        let x = Tensor::randn([6, 4], (Kind::Float, Device::Cpu));
+        let a = bn.forward(&params, &x, Mode::train());
+        let b = bn.forward(&params, &x, Mode::eval());
+        assert!(a.allclose(&b, 0.0, 0.0, false));
+        assert!(bn.buffers().is_empty());
+    }
+
+    #[test]
+    fn buffers_load_with_shape_checks_and_configs_validate() {
+        let (bn, _) = layer(BatchNormConfig::per_step(2));
+        let wrong = Params::from_named(vec![
+            ("bn.running_mean".into(), Tensor::zeros([4], (Kind::Float, Device::Cpu))),
+            ("bn.running_var".into(), Tensor::ones([4], (Kind::Float, Device::Cpu))),
+        ])
+        .unwrap();
+        let err = bn.load_buffers(&wrong).unwrap_err().to_string();
+        assert!(err.contains("bn.running_mean") && err.contains("[2, 4]"), "{err}");
+        let right = Params::from_named(vec![
+            ("bn.running_mean".into(), Tensor::full([2, 4], 0.5, (Kind::Float, Device::Cpu))),
+            ("bn.running_var".into(), Tensor::full([2, 4], 2.0, (Kind::Float, Device::Cpu))),
+        ])
+        .unwrap();
+        bn.load_buffers(&right).unwrap();
+        assert_eq!(bn.buffers()["bn.running_var"].double_value(&[1, 3]), 2.0);
+        let bad = BatchNormConfig { momentum: 0.0, ..BatchNormConfig::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("batch_norm.momentum"));
+        let bad = BatchNormConfig { per_step_affine: true, ..BatchNormConfig::default() };
+        assert!(bad.validate().unwrap_err().to_string().contains("batch_norm.per_step_affine"));
+    }
+}

@@ -197,3 +197,65 @@ impl Linear {
 pub(crate) fn max_pool2(x: &Tensor) -> Tensor {
     x.max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    fn max_error(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).abs().max().double_value(&[]) / b.abs().max().double_value(&[]).max(1.0)
+    }
+
+    /// The grouped convolution over `[B, T·C, H, W]` equals one convolution per task, in
+    /// float32, for the outputs and the gradients of filters, biases and inputs.
+    #[test]
+    fn grouped_convolution_equals_per_task_convolutions() {
+        let (t, b) = (4, 5);
+        for (c_in, stride) in [(1, 1), (3, 2), (16, 1)] {
+            let conv = Conv2d::same("c", c_in, 8, 3).with_stride(stride);
+            let opts = (Kind::Float, Device::Cpu);
+            let params = Params::from_named(vec![
+                ("c.weight".into(), Tensor::randn([t, 8, c_in, 3, 3], opts).set_requires_grad(true)),
+                ("c.bias".into(), Tensor::randn([t, 8], opts).set_requires_grad(true)),
+            ])
+            .unwrap();
+            let x = Tensor::randn([t, b, c_in, 12, 12], opts).set_requires_grad(true);
+            let batched = conv.forward(&params, &images_to_task_channels(&x), Layout::Tasks(t));
+            let size = batched.size();
+            let batched = batched.view([b, t, 8, size[2], size[3]]).transpose(0, 1);
+            let looped = Tensor::stack(
+                &(0..t)
+                    .map(|i| conv.forward(&params.task(i as usize), &x.get(i), Layout::Single))
+                    .collect::<Vec<_>>(),
+                0,
+            );
+            assert!(max_error(&batched, &looped) < 1e-5);
+            let w = Tensor::randn_like(&looped);
+            let mut inputs: Vec<&Tensor> = params.tensors().iter().collect();
+            inputs.push(&x);
+            let gb = Tensor::run_backward(&[(&batched * &w).sum(Kind::Float)], &inputs, false, false);
+            let gl = Tensor::run_backward(&[(&looped * &w).sum(Kind::Float)], &inputs, false, false);
+            for (a, b) in gb.iter().zip(&gl) {
+                assert!(max_error(a, b) < 1e-5, "c_in {c_in}: {}", max_error(a, b));
+            }
+        }
+    }
+
+    #[test]
+    fn batched_linear_equals_per_task_linear() {
+        let opts = (Kind::Float, Device::Cpu);
+        let linear = Linear::new("", 6, 4);
+        let params = Params::from_named(vec![
+            ("weight".into(), Tensor::randn([3, 4, 6], opts)),
+            ("bias".into(), Tensor::randn([3, 4], opts)),
+        ])
+        .unwrap();
+        let x = Tensor::randn([3, 5, 6], opts);
+        let batched = linear.forward(&params, &x, Layout::Tasks(3));
+        for i in 0..3 {
+            let single = linear.forward(&params.task(i), &x.get(i as i64), Layout::Single);
+            assert!(max_error(&batched.get(i as i64), &single) < 1e-6);
+        }
+    }
+}

@@ -309,8 +309,9 @@ impl BatchNorm {
             let dims: Vec<i64> = (0..x.dim() as i64).filter(|&d| d != 1).collect();
             let (var, mean) = x.var_mean_dim(dims.as_slice(), true, false);
             let m = self.config.momentum;
-            let weights: Vec<f64> = (0..tasks).map(|t| m * (1.0 - m).powi((tasks - 1 - t) as i32)).collect();
-            let weights = Tensor::from_slice(&weights).to_kind(kind).to_device(device).view([1, tasks]);
+            // m (1 − m)^{T−1−t}, built on the device (no host-to-device copy, no sync).
+            let exponents = Tensor::arange(tasks, (kind, device)).neg() + (tasks - 1) as f64;
+            let weights = (Tensor::pow_scalar(1.0 - m, &exponents) * m).view([1, tasks]);
             let decay = (1.0 - m).powi(tasks as i32);
             let fold = |old: &Tensor, batch: &Tensor| {
                 old * decay + weights.matmul(&batch.view([tasks, c])).view([c])

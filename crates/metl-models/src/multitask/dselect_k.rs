@@ -161,8 +161,10 @@ impl<E: Model + Clone, H: Model> DSelectK<E, H> {
         let s = self.smooth_step(&z);
         // codes[e][j]: bit j of e, most significant first; shape [1, 1, E, m].
         let e = self.config.num_experts as i64;
-        let codes: Vec<i64> = (0..e).flat_map(|v| (0..m).rev().map(move |j| (v >> j) & 1)).collect();
-        let codes = Tensor::from_slice(&codes).to_device(x.device()).view([1, 1, e, m]).gt(0);
+        // Built on the device: ⌊e / 2^{m−1−j}⌋ mod 2.
+        let opts = (Kind::Float, x.device());
+        let place = Tensor::pow_scalar(2.0, &(Tensor::arange(m, opts).neg() + (m - 1) as f64));
+        let codes = (Tensor::arange(e, opts).unsqueeze(1) / place).floor().remainder(2.0).view([1, 1, e, m]).gt(0.5);
         let r = s.where_self(&codes, &(1.0 - &s)).prod_dim_int(3, false, None::<Kind>);
         (r, w.softmax(-1, None::<Kind>))
     }

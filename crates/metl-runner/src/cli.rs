@@ -20,6 +20,41 @@ pub enum Command {
     /// MAML on sinusoid regression (Finn et al. 2017) from an embedded default: trains,
     /// reports pre- and post-adaptation MSE on fresh tasks, and plots a few of them.
     Demo(DemoArgs),
+    /// Trains an experiment file into a new run folder (`runs/<name>`), or continues one
+    /// with `--resume RUN_DIR`.
+    Train(TrainArgs),
+    /// Redraws the plots of a run folder.
+    Plot(PlotArgs),
+}
+
+/// Options of `metl train`.
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// The experiment file (TOML; see configs/).
+    #[arg(required_unless_present = "resume")]
+    pub config: Option<PathBuf>,
+    /// Continue the run in this folder from its latest checkpoint.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "config")]
+    pub resume: Option<PathBuf>,
+    /// Override a field: `--set meta.maml.inner_lr=0.4` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// The folder holding run folders.
+    #[arg(long, default_value = "runs")]
+    pub out: PathBuf,
+    /// Device (overrides the file's): cpu, cuda, cuda:N or auto.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// How to show progress.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+}
+
+/// Options of `metl plot`.
+#[derive(Debug, Clone, Args)]
+pub struct PlotArgs {
+    /// The run folder.
+    pub run_dir: PathBuf,
 }
 
 /// Options of `metl demo`.

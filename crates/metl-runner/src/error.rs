@@ -11,10 +11,22 @@ pub fn bad_input(message: impl std::fmt::Display) -> anyhow::Error {
     BadInput(message.to_string()).into()
 }
 
-/// The process exit status for an error: 2 for bad input, 1 otherwise.
+/// Training stopped by `Ctrl-C` after writing a checkpoint; `metl` exits with 130.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted at step {step}; checkpoint written, continue with: metl train --resume {}", run.display())]
+pub struct Interrupted {
+    /// The last completed step.
+    pub step: u64,
+    /// The run folder.
+    pub run: std::path::PathBuf,
+}
+
+/// The process exit status for an error: 2 for bad input, 130 for an interrupt, 1 otherwise.
 pub fn exit_status(error: &anyhow::Error) -> u8 {
     if error.chain().any(|e| e.is::<BadInput>()) {
         2
+    } else if error.chain().any(|e| e.is::<Interrupted>()) {
+        130
     } else {
         1
     }

@@ -23,10 +23,14 @@ pub mod config;
 pub mod demo;
 pub mod device;
 pub mod error;
+pub mod experiment;
 pub mod interrupt;
 pub mod metrics;
 pub mod plot;
+pub mod plots;
 pub mod progress;
 pub mod run_dir;
+pub mod train;
+pub mod zoo;
 
 pub use error::BadInput;

@@ -3,7 +3,7 @@
 use clap::Parser;
 use metl_runner::{
     cli::{Cli, Command},
-    demo, error,
+    demo, error, plots, train,
 };
 use std::process::ExitCode;
 
@@ -11,6 +11,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Train(args) => train::run(&train::TrainOptions {
+            config: args.config,
+            resume: args.resume,
+            overrides: args.overrides,
+            out: args.out,
+            device: args.device,
+            progress: args.progress,
+        }),
+        Command::Plot(args) => metl_runner::run_dir::RunDir::open(&args.run_dir)
+            .and_then(|run| plots::draw_run(&run))
+            .map(|written| {
+                for path in written {
+                    println!("wrote {}", path.display());
+                }
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -62,16 +62,22 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     if !lo.is_finite() {
         (0.0, 1.0)
     } else if lo == hi {
-        (lo - 0.5, hi + 0.5)
+        let pad = if lo == 0.0 { 0.5 } else { 0.1 * lo.abs() };
+        (lo - pad, hi + pad)
     } else {
         let pad = 0.05 * (hi - lo);
         (lo - pad, hi + pad)
     }
 }
 
-/// A tick label with as many decimals as the axis span needs (none for spans over 100).
+/// A tick label with as many decimals as the axis span needs (none for spans over 100),
+/// in scientific notation for tiny values.
 fn tick(v: f64, (lo, hi): (f64, f64)) -> String {
     let span = (hi - lo).abs();
+    let magnitude = lo.abs().max(hi.abs());
+    if magnitude > 0.0 && magnitude < 1e-2 {
+        return format!("{v:.1e}");
+    }
     let decimals = if span >= 100.0 {
         0
     } else if span >= 10.0 {
@@ -137,7 +143,7 @@ fn draw_panel(
     let mut builder = ChartBuilder::on(area);
     builder.caption(&panel.title, (FONT, 18)).margin(10).x_label_area_size(35).y_label_area_size(55);
     if panel.log_y {
-        let ys = (ys.0.max(1e-12), ys.1.max(ys.0.max(1e-12) * 10.0));
+        let ys = (ys.0.max(1e-12), ys.1.max(ys.0.max(1e-12) * 1.01));
         let mut chart =
             builder.build_cartesian_2d(xs.0..xs.1, (ys.0..ys.1).log_scale()).map_err(|e| anyhow!("{e}"))?;
         chart
@@ -146,6 +152,8 @@ fn draw_panel(
             .y_desc(&panel.y_label)
             .label_style((FONT, 13))
             .x_label_formatter(&|v| tick(*v, xs))
+            .y_labels(8)
+            .y_label_formatter(&|v| tick(*v, ys))
             .draw()
             .map_err(|e| anyhow!("{e}"))?;
         draw_series(&mut chart, panel, positive)
@@ -178,7 +186,7 @@ where
         let points =
             series.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite() && keep(p.1));
         let anno = match series.mark {
-            Mark::Line => chart.draw_series(LineSeries::new(points, color.stroke_width(2))),
+            Mark::Line => chart.draw_series(LineSeries::new(points, color.stroke_width(2)).point_size(2)),
             Mark::Dashed => chart.draw_series(DashedLineSeries::new(points, 6, 4, color.stroke_width(2))),
             Mark::Dots => chart.draw_series(points.map(|p| Circle::new(p, 4, color.filled()))),
         }
@@ -206,6 +214,7 @@ mod tests {
         assert_eq!(tick(2000.0, (0.0, 70000.0)), "2000");
         assert_eq!(tick(-2.5, (-5.0, 5.0)), "-2.5");
         assert_eq!(tick(0.25, (0.0, 1.0)), "0.25");
+        assert_eq!(tick(0.001, (0.0009, 0.0011)), "1.0e-3");
     }
 
     #[test]

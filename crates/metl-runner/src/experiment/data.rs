@@ -1,0 +1,351 @@
+//! `[data.<name>]`: where an experiment's tasks come from, and the episode streams built
+//! from it.
+//!
+//! Every stream is addressed by position (meta-batch `i` depends only on the seed and `i`),
+//! so a resumed run continues with exactly the batches an uninterrupted one would see.
+
+use crate::error::bad_input;
+use anyhow::Context;
+use metl_data::{
+    episode::Prefetcher,
+    image::{ClassImages, ResizeFilter},
+    image_folder::{ImageFolder, ImageFolderConfig},
+    multitask::{Omniglot50, Omniglot50Config, SyntheticRegression, SyntheticRegressionConfig},
+    omniglot::{omniglot_dir, OmniglotSplits},
+    rng::substream,
+    sinusoid::{SinusoidConfig, SinusoidTasks},
+    ClassPool, EpisodeConfig, EpisodeSampler, MultiTaskDataset, Omniglot, OmniglotConfig, OmniglotProtocol,
+    Split, TaskBatch,
+};
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+use tch::Device;
+
+/// A data source as configured in `[data.<name>]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum DataConfig {
+    /// Sinusoid regression tasks (Finn et al. 2017), for meta-learning.
+    Sinusoid(SinusoidConfig),
+    /// Omniglot few-shot episodes under a published class split, for meta-learning.
+    Omniglot(OmniglotData),
+    /// Few-shot episodes from your own folder of class folders, for meta-learning.
+    ImageFolder(ImageFolderData),
+    /// Omniglot-50: each alphabet one classification task, for multi-task learning.
+    Omniglot50(Omniglot50Data),
+    /// The synthetic regression of GradNorm (Chen et al. 2018), for multi-task learning.
+    SyntheticRegression(SyntheticRegressionConfig),
+}
+
+/// Names and one-line descriptions of the data sources, for `metl list`.
+pub const DATASETS: &[(&str, &str, &str)] = &[
+    ("sinusoid", "meta", "sinusoid regression, A ~ U[0.1, 5], φ ~ U[0, π], x ~ U[-5, 5] (Finn et al. 2017)"),
+    ("omniglot", "meta", "Omniglot episodes under the lake / maml / vinyals class split (Lake et al. 2015)"),
+    ("image_folder", "meta", "episodes from your own folder of class folders of PNG/JPEG images"),
+    (
+        "omniglot50",
+        "mtl",
+        "Omniglot-50: one task per alphabet, drawings split 10/4/6 (Meyerson & Miikkulainen 2018)",
+    ),
+    (
+        "synthetic_regression",
+        "mtl",
+        "GradNorm's synthetic regression, tasks of very different scales (Chen et al. 2018)",
+    ),
+];
+
+fn default_image_size() -> usize {
+    28
+}
+
+/// `[data.omniglot]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OmniglotData {
+    /// The folder with `images_background.zip` and `images_evaluation.zip` (or their
+    /// extracted folders). Default: `$METL_OMNIGLOT_DIR`, else `data/omniglot`, else
+    /// `../shared/data/omniglot`, relative to the working directory.
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+    /// The class split: `lake`, `maml` or `vinyals` (see docs/data.md).
+    pub protocol: OmniglotProtocol,
+    /// Image side after resizing (default 28).
+    #[serde(default = "default_image_size")]
+    pub image_size: usize,
+    /// The resizing filter (default `lanczos`).
+    #[serde(default)]
+    pub filter: ResizeFilter,
+    /// All N classes of an episode from one alphabet (Lake et al.'s harder setting).
+    #[serde(default)]
+    pub within_alphabet: bool,
+}
+
+/// `[data.image_folder]`: your own images; classes are split at random (with the seed)
+/// into train, validation and test classes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageFolderData {
+    /// The folder of class folders.
+    pub root: PathBuf,
+    /// `[height, width]` after resizing (default `[84, 84]`).
+    #[serde(default = "default_folder_size")]
+    pub image_size: [usize; 2],
+    /// 1 (gray) or 3 (RGB) channels (default 3).
+    #[serde(default = "default_channels")]
+    pub channels: usize,
+    /// Store `255 − v`, for dark strokes on light paper (default false).
+    #[serde(default)]
+    pub invert: bool,
+    /// Fractions of the classes for train, validation and test (default `[0.7, 0.1, 0.2]`).
+    #[serde(default = "default_fractions")]
+    pub split: [f64; 3],
+}
+
+fn default_folder_size() -> [usize; 2] {
+    [84, 84]
+}
+
+fn default_channels() -> usize {
+    3
+}
+
+fn default_fractions() -> [f64; 3] {
+    [0.7, 0.1, 0.2]
+}
+
+/// `[data.omniglot50]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Omniglot50Data {
+    /// As in [`OmniglotData::root`].
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+    /// Image side after resizing (default 28; the papers used 105).
+    #[serde(default = "default_image_size")]
+    pub image_size: usize,
+    /// Drawings per character in train, validation and test (default `[10, 4, 6]`).
+    #[serde(default = "default_drawings")]
+    pub drawings: [usize; 3],
+}
+
+fn default_drawings() -> [usize; 3] {
+    [10, 4, 6]
+}
+
+/// The Omniglot folder: the configured one, else `$METL_OMNIGLOT_DIR`, `data/omniglot`,
+/// `../shared/data/omniglot`.
+pub fn resolve_omniglot_root(configured: Option<&Path>) -> PathBuf {
+    if let Some(root) = configured {
+        return root.to_owned();
+    }
+    let default = omniglot_dir("data/omniglot");
+    if default.exists() || std::env::var_os("METL_OMNIGLOT_DIR").is_some() {
+        return default;
+    }
+    let shared = PathBuf::from("../shared/data/omniglot");
+    if shared.exists() {
+        shared
+    } else {
+        default
+    }
+}
+
+fn load_omniglot(
+    root: Option<&Path>,
+    image_size: usize,
+    filter: ResizeFilter,
+) -> anyhow::Result<Arc<Omniglot>> {
+    let root = resolve_omniglot_root(root);
+    if !root.exists() {
+        return Err(bad_input(format!(
+            "data.omniglot.root: {} does not exist (download images_background.zip and images_evaluation.zip \
+             from github.com/brendenlake/omniglot, or set METL_OMNIGLOT_DIR)",
+            root.display()
+        )));
+    }
+    let config = OmniglotConfig { image_size, filter, ..OmniglotConfig::new(root) };
+    Ok(Arc::new(Omniglot::load(config).map_err(bad_input)?))
+}
+
+/// The image classes of an episode experiment and their train/validation/test pools.
+#[derive(Clone)]
+pub struct ImageClasses {
+    /// The images.
+    pub data: Arc<dyn ClassImages + Send + Sync>,
+    /// The class pools of the three splits.
+    pub splits: OmniglotSplits,
+    /// Sample all classes of an episode from one group.
+    pub within_group: bool,
+}
+
+impl std::fmt::Debug for ImageClasses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageClasses").field("splits", &self.splits).finish()
+    }
+}
+
+impl ImageClasses {
+    /// `[C, H, W]` of every image.
+    pub fn input_shape(&self) -> Vec<i64> {
+        self.data.image_shape().iter().map(|&d| d as i64).collect()
+    }
+}
+
+/// Loads the classes of an Omniglot or image-folder experiment.
+pub fn load_image_classes(config: &DataConfig, seed: u64) -> anyhow::Result<ImageClasses> {
+    match config {
+        DataConfig::Omniglot(c) => {
+            let omniglot = load_omniglot(c.root.as_deref(), c.image_size, c.filter)?;
+            let splits = omniglot.splits(c.protocol, seed).map_err(bad_input)?;
+            Ok(ImageClasses { data: omniglot, splits, within_group: c.within_alphabet })
+        }
+        DataConfig::ImageFolder(c) => {
+            let config = ImageFolderConfig {
+                image_size: c.image_size,
+                channels: c.channels,
+                invert: c.invert,
+                ..ImageFolderConfig::new(&c.root)
+            };
+            let folder = ImageFolder::load(config).map_err(bad_input)?;
+            let splits = split_classes(folder.num_classes(), c.split, seed)?;
+            Ok(ImageClasses { data: Arc::new(folder), splits, within_group: false })
+        }
+        other => Err(bad_input(format!("data.{}: not an image-classification source", name_of(other)))),
+    }
+}
+
+/// Splits `n` classes at random (with `seed`) into pools by `fractions`.
+fn split_classes(n: usize, fractions: [f64; 3], seed: u64) -> anyhow::Result<OmniglotSplits> {
+    let total: f64 = fractions.iter().sum();
+    if fractions.iter().any(|f| !(f.is_finite() && *f >= 0.0)) || (total - 1.0).abs() > 1e-9 {
+        return Err(bad_input(format!(
+            "data.image_folder.split = {fractions:?}: three non-negative fractions summing to 1"
+        )));
+    }
+    let mut classes: Vec<usize> = (0..n).collect();
+    classes.shuffle(&mut substream(seed, 0x5350_4c49));
+    let n_train = (fractions[0] * n as f64).round() as usize;
+    let n_val = ((fractions[1] * n as f64).round() as usize).min(n - n_train);
+    Ok(OmniglotSplits {
+        train: ClassPool::unrotated("train", classes[..n_train].iter().copied()),
+        val: ClassPool::unrotated("val", classes[n_train..n_train + n_val].iter().copied()),
+        test: ClassPool::unrotated("test", classes[n_train + n_val..].iter().copied()),
+    })
+}
+
+impl DataConfig {
+    /// Whether the experiment has validation tasks: fresh sinusoids always, image data when
+    /// its validation split has classes.
+    pub fn has_validation(&self, classes: &Option<ImageClasses>) -> bool {
+        match (self, classes) {
+            (DataConfig::Sinusoid(_), _) => true,
+            (_, Some(c)) => !c.splits.val.is_empty(),
+            _ => false,
+        }
+    }
+}
+
+/// The `[data.<name>]` key of a configuration.
+pub fn name_of(config: &DataConfig) -> &'static str {
+    match config {
+        DataConfig::Sinusoid(_) => "sinusoid",
+        DataConfig::Omniglot(_) => "omniglot",
+        DataConfig::ImageFolder(_) => "image_folder",
+        DataConfig::Omniglot50(_) => "omniglot50",
+        DataConfig::SyntheticRegression(_) => "synthetic_regression",
+    }
+}
+
+/// Loads the multi-task dataset of an MTL experiment.
+pub fn load_multitask(config: &DataConfig) -> anyhow::Result<Arc<dyn MultiTaskDataset>> {
+    match config {
+        DataConfig::Omniglot50(c) => {
+            let omniglot = load_omniglot(c.root.as_deref(), c.image_size, ResizeFilter::default())?;
+            let config = Omniglot50Config { drawings: c.drawings, ..Default::default() };
+            Ok(Arc::new(Omniglot50::new(omniglot, config).map_err(bad_input)?))
+        }
+        DataConfig::SyntheticRegression(c) => {
+            Ok(Arc::new(SyntheticRegression::new(c.clone()).map_err(bad_input)?))
+        }
+        other => Err(bad_input(format!(
+            "data.{}: not a multi-task dataset (use omniglot50 or synthetic_regression)",
+            name_of(other)
+        ))),
+    }
+}
+
+/// An endless, position-addressed stream of meta-batches.
+pub trait EpisodeStream: Send {
+    /// The next meta-batch.
+    fn next_batch(&mut self) -> anyhow::Result<TaskBatch>;
+}
+
+/// Sinusoid meta-batches: batch `i` is drawn from ChaCha8 stream `i` of the seed.
+pub struct SinusoidStream {
+    config: SinusoidConfig,
+    seed: u64,
+    next: u64,
+    episodes: EpisodeConfig,
+    device: Device,
+}
+
+impl SinusoidStream {
+    /// Batches of `episodes.meta_batch` tasks with `shots` support and `queries` query
+    /// points each, starting at batch `start`.
+    pub fn new(
+        config: SinusoidConfig,
+        episodes: EpisodeConfig,
+        seed: u64,
+        start: u64,
+        device: Device,
+    ) -> Self {
+        Self { config, seed, next: start, episodes, device }
+    }
+}
+
+impl EpisodeStream for SinusoidStream {
+    fn next_batch(&mut self) -> anyhow::Result<TaskBatch> {
+        let mut tasks = SinusoidTasks::from_rng(self.config, substream(self.seed, self.next));
+        self.next += 1;
+        let e = &self.episodes;
+        Ok(tasks.sample_batch(e.meta_batch, e.shots, e.queries, self.device)?)
+    }
+}
+
+/// Image episodes prepared by a background thread.
+pub struct ImageStream {
+    prefetcher: Prefetcher,
+}
+
+impl ImageStream {
+    /// Episodes of `config` from `pool`, starting at meta-batch `start`.
+    pub fn new(
+        classes: &ImageClasses,
+        split: Split,
+        config: EpisodeConfig,
+        seed: u64,
+        start: u64,
+        device: Device,
+    ) -> anyhow::Result<Self> {
+        let config = EpisodeConfig { within_group: classes.within_group, ..config };
+        let pool = classes.splits.get(split).clone();
+        if pool.is_empty() {
+            return Err(bad_input(format!("the {split} split of this dataset has no classes")));
+        }
+        let mut sampler = EpisodeSampler::new(Arc::clone(&classes.data), pool, config, seed)
+            .map_err(bad_input)
+            .with_context(|| format!("{split} episodes"))?;
+        sampler.seek(start * config.meta_batch as u64);
+        Ok(Self { prefetcher: sampler.prefetch(2, device) })
+    }
+}
+
+impl EpisodeStream for ImageStream {
+    fn next_batch(&mut self) -> anyhow::Result<TaskBatch> {
+        Ok(self.prefetcher.next_batch()?)
+    }
+}

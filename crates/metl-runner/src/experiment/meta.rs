@@ -1,0 +1,179 @@
+//! `[meta.<algorithm>]`: the meta-learning algorithms a configuration can name, and the
+//! construction of the learner around the configured backbone.
+
+use crate::{
+    error::bad_input,
+    zoo::{feature_dim, Backbone},
+};
+use metl_meta::{
+    anil::{Anil, AnilConfig},
+    maml::{Maml, MamlConfig},
+    maml_plus_plus::{MamlPlusPlus, MamlPlusPlusConfig},
+    matching::{MatchingNet, MatchingNetConfig},
+    meta_sgd::{MetaSgd, MetaSgdConfig},
+    protonet::{ProtoNet, ProtoNetConfig},
+    reptile::{Reptile, ReptileConfig},
+    MetaLearner,
+};
+use metl_models::{head::LinearHead, Classifier, Model, TaskLoss};
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device};
+
+/// A meta-learning algorithm as configured in `[meta.<name>]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum AlgorithmConfig {
+    /// MAML, second order unless `first_order = true`.
+    Maml(MamlConfig),
+    /// First-order MAML (MAML with `first_order` forced on).
+    Fomaml(MamlConfig),
+    /// Meta-SGD.
+    MetaSgd(MetaSgdConfig),
+    /// ANIL.
+    Anil(AnilConfig),
+    /// MAML++.
+    MamlPlusPlus(MamlPlusPlusConfig),
+    /// Reptile.
+    Reptile(ReptileConfig),
+    /// Prototypical networks.
+    Protonet(ProtoNetConfig),
+    /// Matching networks.
+    MatchingNet(MatchingNetConfig),
+}
+
+/// Names, papers and one-line descriptions of the algorithms, for `metl list`.
+pub const ALGORITHMS: &[(&str, &str)] = &[
+    ("maml", "MAML, second order; first_order = true for FOMAML (Finn et al. 2017)"),
+    ("fomaml", "first-order MAML (Finn et al. 2017)"),
+    ("meta_sgd", "Meta-SGD: learned per-parameter inner learning rates (Li et al. 2017)"),
+    ("anil", "ANIL: inner loop on the head only (Raghu et al. 2020)"),
+    (
+        "maml_plus_plus",
+        "MAML++: multi-step loss, per-step rates and BN, FO warm-up, cosine LR (Antoniou et al. 2019)",
+    ),
+    ("reptile", "Reptile: move θ toward the adapted weights (Nichol et al. 2018)"),
+    ("protonet", "prototypical networks, Euclidean or cosine (Snell et al. 2017)"),
+    ("matching_net", "matching networks without full-context embeddings (Vinyals et al. 2016)"),
+];
+
+impl AlgorithmConfig {
+    /// The `[meta.<name>]` key.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AlgorithmConfig::Maml(_) => "maml",
+            AlgorithmConfig::Fomaml(_) => "fomaml",
+            AlgorithmConfig::MetaSgd(_) => "meta_sgd",
+            AlgorithmConfig::Anil(_) => "anil",
+            AlgorithmConfig::MamlPlusPlus(_) => "maml_plus_plus",
+            AlgorithmConfig::Reptile(_) => "reptile",
+            AlgorithmConfig::Protonet(_) => "protonet",
+            AlgorithmConfig::MatchingNet(_) => "matching_net",
+        }
+    }
+
+    /// Whether the algorithm classifies by comparing embeddings (no inner gradient steps,
+    /// works with any number of ways at test time).
+    pub fn is_metric(&self) -> bool {
+        matches!(self, AlgorithmConfig::Protonet(_) | AlgorithmConfig::MatchingNet(_))
+    }
+
+    /// Whether it adapts by inner gradient steps (evaluation takes a step count).
+    pub fn takes_steps(&self) -> bool {
+        !self.is_metric()
+    }
+
+    /// The inner steps used in meta-training (for the default evaluation step count).
+    pub fn train_steps(&self) -> usize {
+        match self {
+            AlgorithmConfig::Maml(c) | AlgorithmConfig::Fomaml(c) => c.inner_steps,
+            AlgorithmConfig::MetaSgd(c) => c.inner_steps,
+            AlgorithmConfig::Anil(c) => c.inner_steps,
+            AlgorithmConfig::MamlPlusPlus(c) => c.inner_steps,
+            AlgorithmConfig::Reptile(c) => c.inner_steps,
+            AlgorithmConfig::Protonet(_) | AlgorithmConfig::MatchingNet(_) => 0,
+        }
+    }
+}
+
+/// What the learner predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// A regression target of this many dimensions (sinusoids: 1), with MSE.
+    Regression(i64),
+    /// N-way classification, with cross-entropy.
+    Classes(i64),
+}
+
+type Learner = Box<dyn MetaLearner>;
+
+fn boxed<L: MetaLearner + 'static>(result: metl_meta::error::Result<L>) -> anyhow::Result<Learner> {
+    Ok(Box::new(result.map_err(bad_input)?))
+}
+
+/// Builds the learner: a gradient-based learner gets the backbone (regression) or the
+/// backbone with an N-way linear head named `head` (classification); a metric learner
+/// gets the backbone as its embedding. Parameters are created with torch's generator
+/// (seed it first) on `device`.
+pub fn build_learner(
+    algorithm: &AlgorithmConfig,
+    backbone: Backbone,
+    input_shape: &[i64],
+    output: Output,
+    device: Device,
+) -> anyhow::Result<Learner> {
+    let vs = nn::VarStore::new(device);
+    if algorithm.is_metric() {
+        if let Output::Regression(_) = output {
+            return Err(bad_input(format!(
+                "meta.{}: a metric learner needs classification data",
+                algorithm.name()
+            )));
+        }
+        let params = backbone.init(&vs.root())?;
+        return match algorithm {
+            AlgorithmConfig::Protonet(c) => boxed(ProtoNet::new(backbone, params, *c)),
+            AlgorithmConfig::MatchingNet(c) => boxed(MatchingNet::new(backbone, params, *c)),
+            _ => unreachable!("metric learners are handled above"),
+        };
+    }
+    match output {
+        Output::Regression(dim) => {
+            let out = feature_dim(&backbone, input_shape, device)?;
+            if out != dim {
+                return Err(bad_input(format!(
+                    "model: the backbone outputs {out} values per input, the task needs {dim} (e.g. model.mlp.widths = [1, 40, 40, 1])"
+                )));
+            }
+            let params = backbone.init(&vs.root())?;
+            build_gradient_learner(algorithm, backbone, params, &vs, TaskLoss::Mse)
+        }
+        Output::Classes(ways) => {
+            let features = feature_dim(&backbone, input_shape, device)?;
+            let model = Classifier::new(backbone, LinearHead::new(features, ways)?);
+            let params = model.init(&vs.root())?;
+            build_gradient_learner(algorithm, model, params, &vs, TaskLoss::CrossEntropy)
+        }
+    }
+}
+
+fn build_gradient_learner<M: Model + 'static>(
+    algorithm: &AlgorithmConfig,
+    model: M,
+    params: metl_models::Params,
+    vs: &nn::VarStore,
+    loss: TaskLoss,
+) -> anyhow::Result<Learner> {
+    match algorithm {
+        AlgorithmConfig::Maml(c) => boxed(Maml::new(model, params, vs, loss, *c)),
+        AlgorithmConfig::Fomaml(c) => {
+            boxed(Maml::new(model, params, vs, loss, MamlConfig { first_order: true, ..*c }))
+        }
+        AlgorithmConfig::MetaSgd(c) => boxed(MetaSgd::new(model, params, loss, *c)),
+        AlgorithmConfig::Anil(c) => boxed(Anil::new(model, params, loss, c.clone())),
+        AlgorithmConfig::MamlPlusPlus(c) => boxed(MamlPlusPlus::new(model, params, loss, c.clone())),
+        AlgorithmConfig::Reptile(c) => boxed(Reptile::new(model, params, loss, *c)),
+        AlgorithmConfig::Protonet(_) | AlgorithmConfig::MatchingNet(_) => {
+            unreachable!("metric learners are built by build_learner")
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! `metl train`: runs an experiment file into a run folder, or resumes one.
+
+pub mod meta;
+
+use crate::{
+    checkpoint, config,
+    device::parse_device,
+    error::bad_input,
+    experiment::{Experiment, Kind},
+    interrupt, metrics,
+    progress::ProgressMode,
+    run_dir::{write_json, RunDir, RunInfo},
+};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tch::Device;
+
+/// The training state saved with every checkpoint (`state.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingState {
+    /// Completed iterations.
+    pub step: u64,
+    /// The experiment seed (every data stream is a function of it and its position).
+    pub seed: u64,
+    /// The best validation score so far (accuracy, or minus the loss).
+    pub best_val: Option<f64>,
+    /// The step of the best validation score.
+    pub best_step: Option<u64>,
+    /// Training wall time so far, in seconds.
+    pub elapsed_seconds: f64,
+}
+
+impl TrainingState {
+    /// The state of a new run.
+    pub fn new(seed: u64) -> Self {
+        Self { step: 0, seed, best_val: None, best_step: None, elapsed_seconds: 0.0 }
+    }
+}
+
+/// The seed of data stream `index` of an experiment seed.
+pub fn stream_seed(seed: u64, index: u64) -> u64 {
+    metl_data::rng::substream(seed, 0x6d65_746c_0000 + index).next_u64()
+}
+
+/// What a training loop needs.
+pub struct RunContext<'a> {
+    /// The experiment.
+    pub experiment: &'a Experiment,
+    /// Its run folder.
+    pub run: &'a RunDir,
+    /// The device.
+    pub device: Device,
+    /// How to show progress.
+    pub progress: ProgressMode,
+    /// The state to resume from, if resuming.
+    pub resume: Option<TrainingState>,
+    /// The checkpoint folder to resume from, if resuming.
+    pub resume_from: Option<PathBuf>,
+}
+
+/// Options of a `metl train` invocation.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// The experiment file (new runs).
+    pub config: Option<PathBuf>,
+    /// The run folder to continue (`--resume`).
+    pub resume: Option<PathBuf>,
+    /// `--set key=value` overrides.
+    pub overrides: Vec<String>,
+    /// The folder holding run folders (default `runs`).
+    pub out: PathBuf,
+    /// `--device`, overriding the file's.
+    pub device: Option<String>,
+    /// How to show progress.
+    pub progress: ProgressMode,
+}
+
+/// Loads, overrides and validates an experiment file; returns it with its resolved table.
+pub fn load_experiment(path: &Path, overrides: &[String]) -> anyhow::Result<(Experiment, toml::Table)> {
+    let (experiment, table): (Experiment, toml::Table) = config::load(path, overrides)?;
+    experiment.validate().map_err(|e| bad_input(format!("{}: {e}", path.display())))?;
+    Ok((experiment, table))
+}
+
+/// Runs `metl train`.
+pub fn run(options: &TrainOptions) -> anyhow::Result<()> {
+    let _ = interrupt::install();
+    let (run, experiment, resume) = match (&options.config, &options.resume) {
+        (Some(path), None) => {
+            let mut overrides = options.overrides.clone();
+            if let Some(device) = &options.device {
+                overrides.push(format!("device={device:?}"));
+            }
+            let (experiment, table) = load_experiment(path, &overrides)?;
+            (None, (experiment, table), None)
+        }
+        (None, Some(dir)) => {
+            let run = RunDir::open(dir)?;
+            let mut overrides = options.overrides.clone();
+            if let Some(device) = &options.device {
+                overrides.push(format!("device={device:?}"));
+            }
+            let loaded = load_experiment(&run.config_path(), &overrides)?;
+            let latest = checkpoint::latest(&run.checkpoints());
+            (Some(run), loaded, latest)
+        }
+        (Some(_), Some(_)) => return Err(bad_input("give either CONFIG or --resume RUN_DIR, not both")),
+        (None, None) => {
+            return Err(bad_input("give an experiment file (metl train CONFIG.toml) or --resume RUN_DIR"))
+        }
+    };
+    let (experiment, table) = experiment;
+    let device = parse_device(&experiment.device)?;
+    if let Some(threads) = experiment.threads {
+        tch::set_num_threads(threads as i32);
+    }
+    // Everything that can fail on bad input happens before the run folder exists.
+    let setup = match experiment.kind() {
+        Kind::Meta => meta::setup(&experiment, device)?,
+        Kind::Mtl => unreachable!("validation rejects [mtl] until it is wired in"),
+    };
+    let run = match run {
+        Some(run) => run,
+        None => {
+            let run = RunDir::create(&options.out, &experiment.name)?;
+            run.write_config(&table)?;
+            write_json(&run.join("run.json"), &RunInfo::current(device))?;
+            run
+        }
+    };
+    let (state, resume_from) = match resume {
+        Some(path) => {
+            let state: TrainingState = checkpoint::load_state(&path)?;
+            metrics::truncate_after(run.root(), state.step)?;
+            eprintln!("resuming {} from step {}", run.root().display(), state.step);
+            (Some(state), Some(path))
+        }
+        None => (None, None),
+    };
+    println!("run folder: {}", run.root().display());
+    let mut ctx = RunContext {
+        experiment: &experiment,
+        run: &run,
+        device,
+        progress: options.progress,
+        resume: state,
+        resume_from,
+    };
+    meta::train(&mut ctx, setup)?;
+    crate::plots::draw_run(&run)?;
+    Ok(())
+}

@@ -45,7 +45,8 @@ impl QueryOutcome {
 /// Checkpoints: [`MetaLearner::state`] holds everything a resumed run needs — the
 /// meta-parameters under their own names (so the file doubles as a model checkpoint that
 /// PyTorch's `safetensors` reads), learned inner learning rates under `inner_lr.*`, the
-/// outer optimizer's moments under `optimizer.*` and the step count as `outer.steps`.
+/// outer optimizer's moments under `optimizer.*`, the step count as `outer.steps`, and the
+/// model's buffers (batch-norm running statistics) under their PyTorch names.
 pub trait MetaLearner {
     /// One outer update from a meta-batch of tasks.
     fn meta_train_step(&mut self, batch: &TaskBatch) -> Result<StepReport>;

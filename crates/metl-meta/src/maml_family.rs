@@ -299,12 +299,7 @@ impl<M: Model> MamlFamily<M> {
         let step = step.min(self.settings.inner_steps.saturating_sub(1));
         Ok(match (layout, self.settings.per_step_forward) {
             (Layout::Batched, false) => self.model.forward_tasks(params, x, true),
-            (Layout::Batched, true) => {
-                let outputs: Vec<Tensor> = (0..x.size()[0])
-                    .map(|i| self.model.forward_at_step(&params.task(i as usize), &x.get(i), true, step))
-                    .collect();
-                Tensor::stack(&outputs, 0)
-            }
+            (Layout::Batched, true) => self.model.forward_tasks_at_step(params, x, true, step),
             (Layout::Single, false) => self.model.forward(params, &x.get(0), true).unsqueeze(0),
             (Layout::Single, true) => self.model.forward_at_step(params, &x.get(0), true, step).unsqueeze(0),
         })
@@ -537,15 +532,22 @@ impl<M: Model> MamlFamily<M> {
         self.outer.params().shallow_clone()
     }
 
-    /// The checkpoint state.
+    /// The checkpoint state: the outer loop's and the model's buffers.
     pub fn state(&self) -> Params {
-        self.outer.state()
+        with_buffers(self.outer.state(), &self.model)
     }
 
     /// Restores a checkpoint state.
     pub fn load_state(&mut self, state: &Params) -> Result<()> {
-        self.outer.load_state(state)
+        self.outer.load_state(state)?;
+        Ok(self.model.load_buffers(state)?)
     }
+}
+
+/// `state` with the model's buffers (batch-norm running statistics) added.
+pub(crate) fn with_buffers<M: Model>(state: Params, model: &M) -> Params {
+    let buffers = model.buffers().detach();
+    state.merge(&buffers).expect("buffer names differ from parameter and optimizer names")
 }
 
 /// Implements [`crate::MetaLearner`] for a newtype around [`MamlFamily`] in field `family`.

@@ -53,8 +53,8 @@ pub struct MamlPlusPlusConfig {
     pub first_order_epochs: u64,
     /// Pass the inner step to [`Model::forward_at_step`] (default true).
     pub per_step_batch_norm: bool,
-    /// Name fragments of parameters kept out of the inner loop (default `["norm"]`: the
-    /// batch-norm weights and biases).
+    /// Name fragments of parameters kept out of the inner loop (default `["bn"]`: the
+    /// batch-norm weights and biases of metl-models' networks, `blocks.{i}.bn.weight`, ...).
     pub not_adapted: Vec<String>,
     /// Adapt all tasks of a meta-batch at once (default true).
     pub task_batched: bool,
@@ -73,7 +73,7 @@ impl Default for MamlPlusPlusConfig {
             multi_step_loss_epochs: 15,
             first_order_epochs: 50,
             per_step_batch_norm: true,
-            not_adapted: vec!["norm".into()],
+            not_adapted: vec!["bn".into()],
             task_batched: true,
         }
     }

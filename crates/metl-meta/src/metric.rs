@@ -17,6 +17,7 @@
 use crate::{
     error::{MetaError, Result},
     learner::{MetaLearner, QueryOutcome, StepReport},
+    maml_family::with_buffers,
     outer::{LrSchedule, OuterLoop},
 };
 use metl_data::TaskBatch;
@@ -174,11 +175,12 @@ impl<M: Model, C: EpisodeClassifier> MetaLearner for MetricLearner<M, C> {
     }
 
     fn state(&self) -> Params {
-        self.outer.state()
+        with_buffers(self.outer.state(), &self.model)
     }
 
     fn load_state(&mut self, state: &Params) -> Result<()> {
-        self.outer.load_state(state)
+        self.outer.load_state(state)?;
+        Ok(self.model.load_buffers(state)?)
     }
 
     fn outer_lr(&self) -> f64 {

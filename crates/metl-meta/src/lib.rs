@@ -20,7 +20,8 @@
 //! - [`maml_plus_plus`]: MAML++ (Antoniou et al. 2019);
 //! - [`reptile`]: Reptile (Nichol et al. 2018);
 //! - [`protonet`]: prototypical networks (Snell et al. 2017), Euclidean or cosine;
-//! - [`matching`]: matching networks (Vinyals et al. 2016) without full-context embeddings.
+//! - [`matching`]: matching networks (Vinyals et al. 2016) without full-context embeddings;
+//! - [`baseline`]: the fine-tuning baselines Baseline and Baseline++ (Chen et al. 2019).
 //!
 //! ```
 //! use metl_data::sinusoid::{SinusoidConfig, SinusoidTasks};
@@ -39,6 +40,7 @@
 #![warn(missing_docs)]
 
 pub mod anil;
+pub mod baseline;
 pub mod error;
 pub mod evaluate;
 pub mod inner;

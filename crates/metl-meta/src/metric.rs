@@ -109,15 +109,18 @@ impl<M: Model, C: EpisodeClassifier> MetricLearner<M, C> {
     }
 
     /// Support and query embeddings `[T, S, D]`, `[T, Q, D]` of every episode, from one
-    /// forward pass per episode over support and query together.
+    /// forward pass per episode over support and query together. In evaluation mode
+    /// (`train = false`) no statistic depends on the batch, so all episodes go through the
+    /// network as one batch.
     pub fn embed(&self, batch: &TaskBatch, train: bool) -> Result<(Tensor, Tensor)> {
-        let tasks = batch.num_tasks();
+        let tasks = batch.num_tasks() as i64;
         let support = batch.support_x.size()[1];
         let x = Tensor::f_cat(&[&batch.support_x, &batch.query_x], 1)?;
-        let z = if tasks == 1 {
-            self.model.forward(&self.params, &x.get(0), train).unsqueeze(0)
+        let z = if tasks == 1 || !train {
+            let rows = x.size()[1];
+            self.model.forward(&self.params, &x.flatten(0, 1), train).reshape([tasks, rows, -1])
         } else {
-            self.model.forward_tasks(&self.params.expand_tasks(tasks), &x, train)
+            self.model.forward_tasks(&self.params.expand_tasks(tasks as usize), &x, train)
         };
         let z = z.flatten(2, -1);
         let query = z.size()[1] - support;

@@ -20,7 +20,10 @@
 use crate::{
     batch_norm::{collect_buffers, load_all_buffers, BatchNorm, BatchNormConfig},
     error::{ModelError, Result},
-    layers::{flatten_task_channels, images_to_task_channels, max_pool2, Conv2d, Layout, WeightInit},
+    layers::{
+        flatten_task_channels, images_to_conv_format, images_to_task_channels, in_task_chunks, max_pool2,
+        Conv2d, Layout, WeightInit,
+    },
     params::ParamsBuilder,
     staged::StagedModel,
     Mode, Model, Params,
@@ -193,11 +196,28 @@ impl Conv4 {
         }
     }
 
+    /// The bytes of one task's largest activation (the first convolution's output) for
+    /// task-stacked images `x` `[T, B, C, H, W]`.
+    fn largest_activation_bytes(&self, x: &Tensor) -> usize {
+        let s = x.size();
+        let (h, w) = (self.convs[0].output_size(s[3]), self.convs[0].output_size(s[4]));
+        (s[1] * self.config.hidden * h * w) as usize * x.kind().elt_size_in_bytes()
+    }
+
     fn run(&self, params: &Params, x: &Tensor, mode: Mode, tasks: bool) -> Tensor {
+        if tasks {
+            return in_task_chunks(params, x, self.largest_activation_bytes(x), |p, x| {
+                self.run_layout(p, x, mode, true)
+            });
+        }
+        self.run_layout(params, x, mode, false)
+    }
+
+    fn run_layout(&self, params: &Params, x: &Tensor, mode: Mode, tasks: bool) -> Tensor {
         let (layout, mut h) = if tasks {
             (Layout::Tasks(x.size()[0]), images_to_task_channels(x))
         } else {
-            (Layout::Single, x.shallow_clone())
+            (Layout::Single, images_to_conv_format(x))
         };
         for i in 0..self.config.blocks {
             h = self.block(params, i, &h, mode, layout);

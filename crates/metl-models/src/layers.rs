@@ -9,7 +9,7 @@
 //! statistics, and pooling and activations do not care. Features are `[T, B, F]`, and a
 //! linear layer is one batched matrix product `baddbmm(b, x, Wᵀ)`.
 
-use crate::{error::Result, params::ParamsBuilder, Params};
+use crate::{batching::task_batching, error::Result, params::ParamsBuilder, Params};
 use tch::{nn, Tensor};
 
 /// How activations are laid out in a forward pass.
@@ -32,10 +32,49 @@ impl Layout {
     }
 }
 
-/// Task-stacked images `[T, B, C, H, W]` in the task-batched layout `[B, T·C, H, W]`.
+/// Images `[B, C, H, W]` in the memory format of the [`crate::batching`] policy.
+pub(crate) fn images_to_conv_format(x: &Tensor) -> Tensor {
+    if task_batching().channels_last(x.device()) {
+        x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+    } else {
+        x.shallow_clone()
+    }
+}
+
+/// Task-stacked images `[T, B, C, H, W]` in the task-batched layout `[B, T·C, H, W]`, in
+/// the memory format of the [`crate::batching`] policy (one copy either way).
 pub(crate) fn images_to_task_channels(x: &Tensor) -> Tensor {
     let s = x.size();
-    x.transpose(0, 1).reshape([s[1], s[0] * s[2], s[3], s[4]])
+    let (t, b, c, h, w) = (s[0], s[1], s[2], s[3], s[4]);
+    if task_batching().channels_last(x.device()) {
+        x.permute([1, 3, 4, 0, 2]).contiguous().view([b, h, w, t * c]).permute([0, 3, 1, 2])
+    } else {
+        x.transpose(0, 1).reshape([b, t * c, h, w])
+    }
+}
+
+/// Runs `f` on chunks of the `T` tasks of task-stacked `params` and `x` `[T, ...]` — as many
+/// tasks per chunk as the [`crate::batching`] policy allows for `bytes_per_task` — and
+/// concatenates the outputs along the task dimension.
+pub(crate) fn in_task_chunks(
+    params: &Params,
+    x: &Tensor,
+    bytes_per_task: usize,
+    f: impl Fn(&Params, &Tensor) -> Tensor,
+) -> Tensor {
+    let tasks = x.size()[0];
+    let chunk = task_batching().chunk_tasks(x.device(), tasks, bytes_per_task);
+    if chunk >= tasks {
+        return f(params, x);
+    }
+    let outputs: Vec<Tensor> = (0..tasks)
+        .step_by(chunk as usize)
+        .map(|start| {
+            let len = chunk.min(tasks - start);
+            f(&params.map(|_, p| p.narrow(0, start, len)), &x.narrow(0, start, len))
+        })
+        .collect();
+    Tensor::cat(&outputs, 0)
 }
 
 /// Task-batched image features `[B, T·C, H, W]` flattened per task to `[T, B, C·H·W]`.

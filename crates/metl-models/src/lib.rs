@@ -12,6 +12,7 @@
 //! - Backbones: [`mlp`], [`conv4`], [`resnet12`]; heads: [`head`]; a backbone with a head:
 //!   [`Classifier`]. [`batch_norm`] in its three modes (batch statistics, running
 //!   statistics, MAML++'s per-step statistics).
+//! - [`batching`]: the memory format and task chunking of convolutional passes (speed only).
 //! - [`staged`]: a backbone as a sequence of stages, for architectures acting between layers.
 //! - [`multitask`]: [`MultiTaskModel`] (shared and task-specific parameters, shared
 //!   representation) and LibMTL's architectures on any backbone: hard sharing, MMoE, CGC,
@@ -53,6 +54,7 @@
 #![warn(missing_docs)]
 
 pub mod batch_norm;
+pub mod batching;
 pub mod classifier;
 pub mod conv4;
 pub mod error;

@@ -25,7 +25,10 @@
 use crate::{
     batch_norm::{collect_buffers, load_all_buffers, BatchNorm, BatchNormConfig},
     error::{ModelError, Result},
-    layers::{flatten_task_channels, images_to_task_channels, max_pool2, Conv2d, Layout, WeightInit},
+    layers::{
+        flatten_task_channels, images_to_conv_format, images_to_task_channels, in_task_chunks, max_pool2,
+        Conv2d, Layout, WeightInit,
+    },
     params::ParamsBuilder,
     staged::StagedModel,
     Mode, Model, Params,
@@ -206,11 +209,27 @@ impl ResNet12 {
         }
     }
 
+    /// The bytes of one task's largest activation (the first block's convolution outputs)
+    /// for task-stacked images `x` `[T, B, C, H, W]`.
+    fn largest_activation_bytes(&self, x: &Tensor) -> usize {
+        let s = x.size();
+        (s[1] * self.config.channels[0] * s[3] * s[4]) as usize * x.kind().elt_size_in_bytes()
+    }
+
     fn run(&self, params: &Params, x: &Tensor, mode: Mode, tasks: bool) -> Tensor {
+        if tasks {
+            return in_task_chunks(params, x, self.largest_activation_bytes(x), |p, x| {
+                self.run_layout(p, x, mode, true)
+            });
+        }
+        self.run_layout(params, x, mode, false)
+    }
+
+    fn run_layout(&self, params: &Params, x: &Tensor, mode: Mode, tasks: bool) -> Tensor {
         let (layout, mut h) = if tasks {
             (Layout::Tasks(x.size()[0]), images_to_task_channels(x))
         } else {
-            (Layout::Single, x.shallow_clone())
+            (Layout::Single, images_to_conv_format(x))
         };
         for block in &self.blocks {
             h = block.forward(params, &h, mode, layout, self.config.negative_slope);

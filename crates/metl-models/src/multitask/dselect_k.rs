@@ -164,7 +164,8 @@ impl<E: Model + Clone, H: Model> DSelectK<E, H> {
         // Built on the device: ⌊e / 2^{m−1−j}⌋ mod 2.
         let opts = (Kind::Float, x.device());
         let place = Tensor::pow_scalar(2.0, &(Tensor::arange(m, opts).neg() + (m - 1) as f64));
-        let codes = (Tensor::arange(e, opts).unsqueeze(1) / place).floor().remainder(2.0).view([1, 1, e, m]).gt(0.5);
+        let codes =
+            (Tensor::arange(e, opts).unsqueeze(1) / place).floor().remainder(2.0).view([1, 1, e, m]).gt(0.5);
         let r = s.where_self(&codes, &(1.0 - &s)).prod_dim_int(3, false, None::<Kind>);
         (r, w.softmax(-1, None::<Kind>))
     }

@@ -79,7 +79,16 @@ pub fn decode_png(bytes: &[u8], path: &Path) -> Result<DecodedImage> {
     let mut decoder = png::Decoder::new_with_limits(bytes, png::Limits { bytes: MAX_DECODED_BYTES });
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder.read_info().map_err(err)?;
-    let mut buf = vec![0; reader.output_buffer_size()];
+    // The decoder's limit covers its own buffers, not the output we allocate here: a
+    // header may announce any size (found by fuzzing: a 20-byte change asked for 450 GB).
+    let size = reader.output_buffer_size();
+    if size > MAX_DECODED_BYTES {
+        return Err(image_error(
+            path,
+            format!("decoded image would take {size} bytes, over {MAX_DECODED_BYTES}"),
+        ));
+    }
+    let mut buf = vec![0; size];
     let frame = reader.next_frame(&mut buf).map_err(err)?;
     let (width, height) = (frame.width as usize, frame.height as usize);
     buf.truncate(frame.buffer_size());
@@ -163,6 +172,20 @@ mod tests {
             decode_image(&encode_png(1, 1, png::ColorType::Grayscale, &[9]), p, 3).unwrap().pixels,
             [9, 9, 9]
         );
+    }
+
+    #[test]
+    fn huge_announced_sizes_are_refused_before_allocating() {
+        let mut out = Vec::new();
+        {
+            let mut encoder = png::Encoder::new(&mut out, 60_000, 60_000);
+            encoder.set_color(png::ColorType::Grayscale);
+            let mut writer = encoder.write_header().unwrap();
+            // An empty zlib stream as the only image data.
+            writer.write_chunk(png::chunk::IDAT, &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]).unwrap();
+        }
+        let err = decode_image(&out, Path::new("huge.png"), 1).unwrap_err().to_string();
+        assert!(err.starts_with("huge.png: cannot decode image: decoded image would take"), "{err}");
     }
 
     #[test]

@@ -1,3 +1,9 @@
 //! Criterion benchmarks of metl; run them with `cargo bench -p metl-benches` or
 //! `cargo xtask bench`. Each file under `benches/` is one workload with its own
-//! `criterion_group!`.
+//! `criterion_group!`. Experiments that print tables and draw figures are examples
+//! (`cargo run --release -p metl-benches --example <name>`); the problems they share live in
+//! this library:
+//!
+//! - [`mtl_toy`]: the two-objective toy problem of CAGrad / Nash-MTL / FAMO.
+
+pub mod mtl_toy;

@@ -254,7 +254,8 @@ impl<'a> MtlBackward<'a> {
             Some(z) => (z.kind(), z.device()),
             None => (self.shared.kind(), self.shared.device()),
         };
-        let jacobian = Tensor::f_zeros([tasks.len() as i64, width], (kind, device))?;
+        // Every entry is written below (zeros where a loss does not reach a parameter).
+        let jacobian = Tensor::f_empty([tasks.len() as i64, width], (kind, device))?;
         let mut specific = Vec::with_capacity(tasks.len());
         let mut shared_after = Vec::with_capacity(tasks.len());
         for (row, (&t, loss)) in tasks.iter().zip(losses).enumerate() {
@@ -271,6 +272,8 @@ impl<'a> MtlBackward<'a> {
                 Some(_) => {
                     if head[0].defined() {
                         target.f_copy_(&head[0].f_reshape([-1])?)?;
+                    } else {
+                        let _ = target.f_zero_()?;
                     }
                     let any = shared_g.iter().any(Tensor::defined);
                     shared_after.push(any.then(|| defined_or_zeros(shared_g, shared)));
@@ -281,6 +284,8 @@ impl<'a> MtlBackward<'a> {
                         let n = p.numel() as i64;
                         if gp.defined() {
                             target.f_narrow(0, offset, n)?.f_copy_(&gp.f_reshape([-1])?)?;
+                        } else {
+                            let _ = target.f_narrow(0, offset, n)?.f_zero_()?;
                         }
                         offset += n;
                     }
@@ -334,7 +339,7 @@ impl<'a> MtlBackward<'a> {
                     };
                     for (w, after) in weights.iter().zip(&g.shared_after) {
                         for (p, gp) in self.shared.tensors().iter().zip(after.iter().flatten()) {
-                            terms.push(inner(p, &gp.f_mul_scalar(*w)?)?);
+                            accumulate(p, &gp.f_mul_scalar(*w)?, &mut terms)?;
                         }
                     }
                 }
@@ -342,13 +347,13 @@ impl<'a> MtlBackward<'a> {
             _ => {
                 let flat = self.shared.unflatten(&direction.f_to_kind(self.shared.kind())?)?;
                 for (p, g) in self.shared.tensors().iter().zip(flat.tensors()) {
-                    terms.push(inner(p, g)?);
+                    accumulate(p, g, &mut terms)?;
                 }
             }
         }
         for (&t, g) in tasks.iter().zip(specific_grads) {
             for (p, gp) in spec_sets[t].tensors().iter().zip(g.tensors()) {
-                terms.push(inner(p, gp)?);
+                accumulate(p, gp, &mut terms)?;
             }
         }
         let mut terms = terms.into_iter();
@@ -383,6 +388,19 @@ impl<'a> MtlBackward<'a> {
 /// `Σ p ⊙ g` as a scalar of `p`'s kind (`g` detached).
 fn inner(p: &Tensor, g: &Tensor) -> Result<Tensor> {
     Ok(p.f_mul(&g.f_detach()?)?.f_sum(p.kind())?)
+}
+
+/// Adds `g` to `p.grad` in place when `p` already has a gradient tensor (after the first
+/// step, optimizers zero it in place), else queues the surrogate term `⟨p, g⟩` whose
+/// backward creates it: the same result as back-propagation either way.
+fn accumulate(p: &Tensor, g: &Tensor, terms: &mut Vec<Tensor>) -> Result<()> {
+    let mut grad = p.grad();
+    if grad.defined() {
+        tch::no_grad(|| grad.f_add_(&g.f_to_kind(grad.kind())?.f_view_as(&grad)?).map(|_| ()))?;
+    } else {
+        terms.push(inner(p, g)?);
+    }
+    Ok(())
 }
 
 /// The tensors of `grads`, with zeros (shaped like `like`) where undefined.

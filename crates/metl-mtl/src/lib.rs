@@ -12,6 +12,8 @@
 //!   with descriptions and configurations ([`StrategyConfig`]).
 //! - [`trainer`]: [`MtlStep`], a whole training step (forward, masked per-task losses,
 //!   strategy, optimizer step) for a [`metl_models::MultiTaskModel`].
+//! - [`delta_m`]: Δm% against single-task baselines, in LibMTL's and in Maninis et al.'s
+//!   (CAGrad, Nash-MTL, FAMO) conventions.
 //! - [`solvers`] and [`linalg`]: the small `T×T` problems, solved on the host in `f64`.
 //!
 //! ```
@@ -30,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod backward;
+pub mod delta_m;
 pub mod error;
 pub mod host_optim;
 pub mod linalg;

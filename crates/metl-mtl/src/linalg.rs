@@ -190,6 +190,27 @@ impl Matrix {
         out
     }
 
+    /// `Σ_r r rᵀ` over `rows` of length `n` (the Gram matrix `RᵀR` of the rows' matrix).
+    pub fn gram_of_rows(rows: &[Vec<f64>], n: usize) -> Matrix {
+        let mut out = Matrix::zeros(n);
+        for r in rows {
+            for (a, &ra) in r.iter().enumerate() {
+                if ra != 0.0 {
+                    let dst = &mut out.data[a * n..a * n + n];
+                    for (d, rb) in dst[a..].iter_mut().zip(&r[a..]) {
+                        *d += ra * rb;
+                    }
+                }
+            }
+        }
+        for a in 0..n {
+            for b in 0..a {
+                out.data[a * n + b] = out.data[b * n + a];
+            }
+        }
+        out
+    }
+
     /// The lower Cholesky factor `L` (`A = L Lᵀ`) of a symmetric positive-definite matrix,
     /// or `None` when a pivot is not positive.
     pub fn cholesky(&self) -> Option<Matrix> {

@@ -125,7 +125,9 @@ impl<M: MultiTaskModel> MtlStep<M> {
 
     /// One step on `batch`: zero the gradients, forward (per part, for strategies that
     /// need several gradient samples), masked per-task losses, the strategy's combined
-    /// gradient, the optimizer step, and for FAMO the losses after the step. Bilevel
+    /// gradient (plus the gradient of the architecture's
+    /// [`MultiTaskModel::auxiliary_loss`], if any), the optimizer step, and for FAMO the
+    /// losses after the step. Bilevel
     /// strategies (Auto-Lambda) need a `validation` batch.
     ///
     /// A non-finite loss is an error naming the task and the step, raised before any
@@ -157,6 +159,10 @@ impl<M: MultiTaskModel> MtlStep<M> {
             bilevel.as_ref().map(|b| b as &dyn Bilevel),
         )?;
         drop(losses);
+        // An architecture's own regulariser (DSelect-k's gate entropy) joins with weight 1.
+        if let Some(aux) = self.model.auxiliary_loss(&self.params, &batch.inputs) {
+            aux.f_backward()?;
+        }
         optimizer.step()?;
         if needs.losses_after_step {
             let after = tch::no_grad(|| self.forward_losses(batch, false))?;

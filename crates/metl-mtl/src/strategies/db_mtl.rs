@@ -1,12 +1,11 @@
 //! DB-MTL: dual-balancing multi-task learning.
 
-use super::state::{column, TaskRows};
+use super::state::{column, row_norms, TaskRows};
 use crate::{
     error::Result,
     strategy::{check_positive_losses, non_negative, Combination, GradientSpace, Needs, StepInput, Strategy},
 };
 use serde::{Deserialize, Serialize};
-use tch::Kind;
 
 /// Settings of [`DbMtl`] (defaults: LibMTL's).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,13 +73,14 @@ impl Strategy for DbMtl {
         check_positive_losses("db_mtl", input)?;
         self.steps += 1;
         let j = input.jacobian()?;
-        let inv: Vec<f64> = input.values().iter().map(|l| 1.0 / (l + 1e-8)).collect();
-        let log_grads = j * column(&inv, j);
         let beta = self.config.beta / (self.steps as f64).powf(self.config.beta_sigma);
-        let b = self.buffer.get(input.tasks, input.num_tasks, j)?;
-        let b = &log_grads + (b - &log_grads) * beta;
-        self.buffer.set(input.tasks, &b)?;
-        let norms = Vec::<f64>::try_from(b.f_norm_scalaropt_dim(2, [1], false)?.f_to_kind(Kind::Double)?)?;
+        // b ← β b + (1 − β) ∇log Lᵢ, in place.
+        let scale: Vec<f64> = input.values().iter().map(|l| (1.0 - beta) / (l + 1e-8)).collect();
+        let b = self.buffer.update(input.tasks, input.num_tasks, j, |b| {
+            let _ = b.f_mul_scalar_(beta)?.f_addcmul_(j, &column(&scale, j))?;
+            Ok(())
+        })?;
+        let norms = row_norms(&b)?;
         let max = norms.iter().cloned().fold(0.0f64, f64::max);
         let alpha: Vec<f64> = norms.iter().map(|n| max / (n + 1e-8)).collect();
         Ok(Combination::direction(StepInput::combine_rows(&b, &alpha)?, alpha))

@@ -74,10 +74,15 @@ impl Strategy for ExcessMtl {
 
     fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
         let j = input.jacobian()?;
-        let h = self.accumulator.get(input.tasks, input.num_tasks, j)? + j.square();
-        self.accumulator.set(input.tasks, &h)?;
-        let excess = (j.square() / (h + 1e-7).sqrt()).f_sum_dim_intlist(1i64, false, Kind::Double)?;
-        let excess = Vec::<f64>::try_from(excess)?;
+        let square = j.f_square()?;
+        let h = self.accumulator.update(input.tasks, input.num_tasks, j, |h| {
+            let _ = h.f_add_(&square)?;
+            Ok(())
+        })?;
+        // Row-wise ⟨gᵢ², (Hᵢ + 10⁻⁷)^{−1/2}⟩ as a batched dot product (no temporary product).
+        let inv_sqrt = (h + 1e-7).f_rsqrt_()?;
+        let excess = square.f_unsqueeze(1)?.f_bmm(&inv_sqrt.f_unsqueeze(2)?)?.f_reshape([-1])?;
+        let excess = Vec::<f64>::try_from(excess.f_to_kind(Kind::Double)?)?;
         let mut updated = false;
         for (&t, e) in input.tasks.iter().zip(&excess) {
             match self.initial[t] {

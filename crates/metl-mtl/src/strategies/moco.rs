@@ -1,6 +1,6 @@
 //! MoCo: multi-objective gradient correction.
 
-use super::state::{column, TaskRows};
+use super::state::{column, row_norms, TaskRows};
 use crate::{
     error::Result,
     linalg::{softmax, Matrix},
@@ -95,14 +95,14 @@ impl Strategy for MoCo {
         self.steps += 1;
         let t = self.steps as f64;
         let j = input.jacobian()?;
-        let g = input.gramian()?;
-        let scale: Vec<f64> =
-            g.diag().iter().zip(input.values()).map(|(d, l)| l / (d.max(0.0).sqrt() + 1e-8)).collect();
-        let target = j * column(&scale, j);
-        let y = self.y.get(input.tasks, input.num_tasks, j)?;
         let beta = self.config.beta / t.powf(self.config.beta_sigma);
-        let y = &y - (&y - target) * beta;
-        self.y.set(input.tasks, &y)?;
+        // y ← (1 − β) y + β ĝ, with ĝᵢ = Lᵢ gᵢ / (‖gᵢ‖ + 10⁻⁸), in place.
+        let scale: Vec<f64> =
+            row_norms(j)?.iter().zip(input.values()).map(|(n, l)| beta * l / (n + 1e-8)).collect();
+        let y = self.y.update(input.tasks, input.num_tasks, j, |y| {
+            let _ = y.f_mul_scalar_(1.0 - beta)?.f_addcmul_(j, &column(&scale, j))?;
+            Ok(())
+        })?;
         let yy = Matrix::from_tensor(&y.f_matmul(&y.f_transpose(0, 1)?)?)?.add_diag(self.config.rho);
         let gamma = self.config.gamma / t.powf(self.config.gamma_sigma);
         let lam: Vec<f64> = input.tasks.iter().map(|&t| self.lambda[t]).collect();

@@ -58,8 +58,10 @@ impl NashMtlConfig {
 ///
 /// and it stops when `‖Ĝα_t − 1/α_t‖ < 10⁻³`, when `α` moves by less than 10⁻⁶, after
 /// `optim_niter` iterations, or when a sub-problem is infeasible (keeping the previous
-/// `α`). Each convex sub-problem (the paper uses cvxpy/ECOS) is solved here by a
-/// log-barrier interior-point method with Newton steps (`t ← 10 t` until the duality gap
+/// `α`). Each convex sub-problem (the paper uses cvxpy/ECOS) is solved here exactly: when
+/// all its constraints are active at the optimum (the usual case, where the sub-problem's
+/// solution is the Nash point itself), by Newton's method on `αᵢ(Gα)ᵢ = 1` with the KKT
+/// multipliers checked non-negative; otherwise by a log-barrier interior-point method with Newton steps (`t ← 20 t` until the duality gap
 /// `T/t < 10⁻⁹`; Newton until `λ²/2 < 10⁻¹⁰`, at most 50 steps per `t`). The shared
 /// gradient is clipped to `max_norm`.
 #[derive(Debug, Clone)]
@@ -132,6 +134,9 @@ fn sca_step(gn: &Matrix, scale: f64, prev: &[f64]) -> Option<Vec<f64>> {
     let s = if worst > 0.1 { 1.0 } else { ((0.1 - worst) / 2.0).exp() };
     let mut x: Vec<f64> = base.iter().map(|a| a * s).collect();
     h(&x)?;
+    if let Some(solution) = all_constraints_active(gn, log_n, &c, &x) {
+        return Some(solution);
+    }
     let barrier = |x: &[f64], t: f64| -> Option<f64> {
         Some(t * dot(&c, x) - h(x)?.iter().map(|v| v.ln()).sum::<f64>())
     };
@@ -141,23 +146,22 @@ fn sca_step(gn: &Matrix, scale: f64, prev: &[f64]) -> Option<Vec<f64>> {
             let ga = gn.mul_vec(&x);
             let hv = h(&x)?;
             let mut grad: Vec<f64> = c.iter().map(|ci| t * ci).collect();
-            let mut hess = Matrix::zeros(k);
+            // ∇hᵢ = eᵢ/xᵢ + Ĝᵢ/(Ĝx)ᵢ ;  ∇²hᵢ = −eᵢeᵢᵀ/xᵢ² − ĜᵢĜᵢᵀ/(Ĝx)ᵢ², so the barrier's
+            // Hessian Σᵢ ∇hᵢ∇hᵢᵀ/hᵢ² − ∇²hᵢ/hᵢ is the Gram matrix of the rows ∇hᵢ/hᵢ and
+            // Ĝᵢ/(√hᵢ (Ĝx)ᵢ), plus diag(1/(hᵢxᵢ²)).
+            let mut rows = Vec::with_capacity(2 * k);
             for i in 0..k {
-                // ∇hᵢ = eᵢ/xᵢ + Ĝᵢ/(Ĝx)ᵢ ;  ∇²hᵢ = −eᵢeᵢᵀ/xᵢ² − ĜᵢĜᵢᵀ/(Ĝx)ᵢ².
                 let mut dh: Vec<f64> = gn.row(i).iter().map(|v| v / ga[i]).collect();
                 dh[i] += 1.0 / x[i];
-                for j in 0..k {
-                    grad[j] -= dh[j] / hv[i];
+                for (g, d) in grad.iter_mut().zip(&dh) {
+                    *g -= d / hv[i];
                 }
-                let w1 = 1.0 / (hv[i] * hv[i]);
-                let w2 = 1.0 / (hv[i] * ga[i] * ga[i]);
-                let row = gn.row(i);
-                for (a, (dha, ga_row)) in dh.iter().zip(row).enumerate() {
-                    for (b, (dhb, gb_row)) in dh.iter().zip(row).enumerate() {
-                        let v = hess.get(a, b) + w1 * dha * dhb + w2 * ga_row * gb_row;
-                        hess.set(a, b, v);
-                    }
-                }
+                rows.push(dh.iter().map(|d| d / hv[i]).collect::<Vec<f64>>());
+                let scale = 1.0 / (hv[i].sqrt() * ga[i]);
+                rows.push(gn.row(i).iter().map(|v| v * scale).collect());
+            }
+            let mut hess = Matrix::gram_of_rows(&rows, k);
+            for i in 0..k {
                 hess.set(i, i, hess.get(i, i) + 1.0 / (hv[i] * x[i] * x[i]));
             }
             let step = hess.solve_spd(&grad.iter().map(|v| -v).collect::<Vec<_>>())?;
@@ -184,8 +188,58 @@ fn sca_step(gn: &Matrix, scale: f64, prev: &[f64]) -> Option<Vec<f64>> {
         if k as f64 / t < 1e-9 {
             return Some(x);
         }
-        t *= 10.0;
+        t *= 20.0;
     }
+}
+
+/// The sub-problem's solution when every constraint is active there: Newton's method on
+/// `h(α) = 0` (i.e. `αᵢ (Gα)ᵢ = 1`) from `start`, accepted when it converges
+/// (`‖h‖∞ < 10⁻¹²`, at most 50 steps) and the KKT multipliers `λ = (∇h)⁻ᵀ c` are all
+/// non-negative — then `α` satisfies the KKT conditions of the convex sub-problem and is
+/// its optimum. `None` otherwise (the interior-point method takes over).
+fn all_constraints_active(gn: &Matrix, log_n: f64, c: &[f64], start: &[f64]) -> Option<Vec<f64>> {
+    let k = start.len();
+    let residual = |x: &[f64]| -> Option<Vec<f64>> {
+        let ga = gn.mul_vec(x);
+        x.iter().zip(&ga).map(|(a, g)| (*a > 0.0 && *g > 0.0).then(|| a.ln() + log_n + g.ln())).collect()
+    };
+    let jacobian = |x: &[f64]| -> Matrix {
+        let ga = gn.mul_vec(x);
+        let mut j = Matrix::zeros(k);
+        for i in 0..k {
+            for (col, v) in gn.row(i).iter().enumerate() {
+                j.set(i, col, v / ga[i]);
+            }
+            j.set(i, i, j.get(i, i) + 1.0 / x[i]);
+        }
+        j
+    };
+    let mut x = start.to_vec();
+    let mut r = residual(&x)?;
+    let norm_inf = |v: &[f64]| v.iter().fold(0.0f64, |m, a| m.max(a.abs()));
+    for _ in 0..50 {
+        if norm_inf(&r) < 1e-12 {
+            let lambda = jacobian(&x).transpose().solve(c)?;
+            return lambda.iter().all(|l| *l >= 0.0).then_some(x);
+        }
+        let step = jacobian(&x).solve(&r.iter().map(|v| -v).collect::<Vec<_>>())?;
+        let mut size = 1.0;
+        loop {
+            let cand: Vec<f64> = x.iter().zip(&step).map(|(a, d)| a + size * d).collect();
+            if let Some(rc) = residual(&cand) {
+                if norm_inf(&rc) < (1.0 - 0.25 * size) * norm_inf(&r) {
+                    x = cand;
+                    r = rc;
+                    break;
+                }
+            }
+            size /= 2.0;
+            if size < 1e-10 {
+                return None;
+            }
+        }
+    }
+    None
 }
 
 /// A point `α > 0` with `Gα > 0`, or `None` if there is none: damped Newton on the strictly

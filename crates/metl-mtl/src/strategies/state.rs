@@ -1,6 +1,6 @@
 //! Per-task gradient state kept across steps on the gradients' device (MoCo's tracking
 //! gradients, DB-MTL's buffer, ExcessMTL's accumulator): a `[T, D]` tensor whose rows of
-//! the participating tasks are read and written each step.
+//! the participating tasks are updated in place each step.
 
 use crate::error::Result;
 use tch::Tensor;
@@ -12,23 +12,32 @@ pub struct TaskRows {
 }
 
 impl TaskRows {
-    /// The rows of `tasks` (`[k, D]`), creating zeros shaped like `like` (`[k, D]`) for
-    /// `num_tasks` tasks on first use.
-    pub fn get(&mut self, tasks: &[usize], num_tasks: usize, like: &Tensor) -> Result<Tensor> {
+    /// Applies the in-place update `f` to the rows of `tasks` (`[k, D]`, zeros shaped like
+    /// `like` for `num_tasks` tasks on first use) and returns them. When every task takes
+    /// part, `f` works on the state itself; otherwise on a gathered copy that is written
+    /// back.
+    pub fn update(
+        &mut self,
+        tasks: &[usize],
+        num_tasks: usize,
+        like: &Tensor,
+        f: impl FnOnce(&mut Tensor) -> Result<()>,
+    ) -> Result<Tensor> {
         let width = like.size()[1];
-        let rows = match &self.rows {
+        let rows = match &mut self.rows {
             Some(r) if r.size()[1] == width => r,
-            _ => self.rows.insert(Tensor::f_zeros([num_tasks as i64, width], (like.kind(), like.device()))?),
+            slot => slot.insert(Tensor::f_zeros([num_tasks as i64, width], (like.kind(), like.device()))?),
         };
-        Ok(rows.f_index_select(0, &index(tasks, like))?)
-    }
-
-    /// Writes `values` (`[k, D]`) into the rows of `tasks`.
-    pub fn set(&mut self, tasks: &[usize], values: &Tensor) -> Result<()> {
-        if let Some(rows) = &mut self.rows {
-            let _ = rows.f_index_copy_(0, &index(tasks, values), values)?;
+        if tasks.len() == num_tasks {
+            let mut all = rows.shallow_clone();
+            f(&mut all)?;
+            return Ok(all);
         }
-        Ok(())
+        let idx = index(tasks, like);
+        let mut some = rows.f_index_select(0, &idx)?;
+        f(&mut some)?;
+        let _ = rows.f_index_copy_(0, &idx, &some)?;
+        Ok(some)
     }
 }
 
@@ -40,4 +49,9 @@ pub fn index(tasks: &[usize], like: &Tensor) -> Tensor {
 /// `[k]` host values as a `[k, 1]` column of `like`'s kind and device.
 pub fn column(values: &[f64], like: &Tensor) -> Tensor {
     Tensor::from_slice(values).to_kind(like.kind()).to_device(like.device()).unsqueeze(1)
+}
+
+/// The ℓ2 norm of every row of `m` (`[k, D]`) on the host.
+pub fn row_norms(m: &Tensor) -> Result<Vec<f64>> {
+    Ok(Vec::<f64>::try_from(m.f_norm_scalaropt_dim(2, [1], false)?.f_to_kind(tch::Kind::Double)?)?)
 }

@@ -144,6 +144,10 @@ struct Args {
     /// Save the learner's state (safetensors) here after training.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
+    /// Start from a state saved with --checkpoint (with --iterations 0: evaluate only, e.g.
+    /// a ProtoNet trained once at 20-way test).
+    #[arg(long)]
+    load: Option<PathBuf>,
     /// Write the results as JSON here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -272,6 +276,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let vs = nn::VarStore::new(device);
     let mut learner = build(&args, &r, &vs, splits.train.len())?;
     let baseline = matches!(args.algorithm, Algorithm::Baseline | Algorithm::BaselinePlusPlus);
+    if let Some(path) = &args.load {
+        learner.load(path)?;
+        println!("loaded {} ({} steps taken)", path.display(), learner.steps_taken());
+    }
 
     let mut progress = common::Progress::new(args.iterations, args.log_every);
     let mut recent: Vec<(f64, Option<f64>)> = Vec::new();
@@ -312,7 +320,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         resolved: r.clone(),
         machine: common::machine(),
         train_seconds,
-        iterations_per_second: args.iterations as f64 / train_seconds,
+        iterations_per_second: args.iterations as f64 / train_seconds.max(1e-9),
         final_train_loss_last_100: last.iter().map(|(l, _)| l).sum::<f64>() / last.len().max(1) as f64,
         final_train_accuracy_last_100: last
             .iter()

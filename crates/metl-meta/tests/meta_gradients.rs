@@ -219,3 +219,79 @@ fn reptile_moves_theta_by_epsilon_times_mean_adapted_minus_theta() {
     assert!(err < 1e-14, "max error {err:e}");
     assert!(moved.flatten().abs().max().double_value(&[]) > 1e-3);
 }
+
+/// `f(x; θ) = θ x` with one weight, for the worked example of docs/meta-learning.md.
+#[derive(Debug, Clone)]
+struct Slope;
+
+impl Model for Slope {
+    fn init(&self, path: &nn::Path<'_>) -> metl_models::error::Result<Params> {
+        let mut builder = metl_models::ParamsBuilder::new(path);
+        builder.var("w", &[1], nn::Init::Const(0.0))?;
+        builder.build()
+    }
+
+    fn forward(&self, params: &Params, x: &Tensor, _train: bool) -> Tensor {
+        x * &params["w"]
+    }
+
+    fn forward_tasks(&self, params: &Params, x: &Tensor, _train: bool) -> Tensor {
+        x * params["w"].unsqueeze(1)
+    }
+}
+
+#[test]
+fn worked_example_of_the_docs() {
+    let batch = TaskBatch {
+        support_x: Tensor::from_slice(&[1.0f64, 2.0]).view([1, 2, 1]),
+        support_y: Tensor::from_slice(&[2.0f64, 4.0]).view([1, 2, 1]),
+        query_x: Tensor::from_slice(&[3.0f64]).view([1, 1, 1]),
+        query_y: Tensor::from_slice(&[6.0f64]).view([1, 1, 1]),
+    };
+    let slope = || {
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        vs.set_kind(Kind::Double);
+        let params = Slope.init(&vs.root()).unwrap();
+        (vs, params)
+    };
+    for (first_order, expected) in [(false, -9.0), (true, -18.0)] {
+        let (vs, params) = slope();
+        let config = MamlConfig { inner_lr: 0.1, first_order, ..Default::default() };
+        let maml = Maml::new(Slope, params, &vs, TaskLoss::Mse, config).unwrap();
+        let (loss, grad) = maml.meta_gradient(&batch).unwrap();
+        assert!((loss - 9.0).abs() < 1e-12, "meta-loss {loss}");
+        assert!((grad["w"].double_value(&[0]) - expected).abs() < 1e-12, "first order {first_order}");
+    }
+    let (_vs, params) = slope();
+    let config = ReptileConfig {
+        inner_lr: 0.1,
+        inner_steps: 1,
+        inner_batch: 0,
+        inner_optimizer: Default::default(),
+        outer_step_size: 0.5,
+        anneal_iterations: 0,
+        task_batched: true,
+    };
+    let mut reptile = Reptile::new(Slope, params.shallow_clone(), TaskLoss::Mse, config).unwrap();
+    reptile.meta_train_step(&batch).unwrap();
+    assert!((params["w"].double_value(&[0]) - 0.5).abs() < 1e-12);
+
+    // The prototypical network of the example: identity embedding in two dimensions.
+    let vs = nn::VarStore::new(Device::Cpu);
+    let (mlp, params) = MlpConfig::new([2, 2]).init(&vs.root()).unwrap();
+    tch::no_grad(|| {
+        let _ = params["layers.0.weight"].shallow_clone().copy_(&Tensor::eye(2, (Kind::Float, Device::Cpu)));
+        let _ = params["layers.0.bias"].shallow_clone().zero_();
+    });
+    let protonet = metl_meta::protonet::ProtoNet::new(mlp, params, Default::default()).unwrap();
+    let episode = TaskBatch {
+        support_x: Tensor::from_slice(&[0.0f32, 0.0, 2.0, 0.0, 0.0, 2.0]).view([1, 3, 2]),
+        support_y: Tensor::from_slice(&[0i64, 0, 1]).view([1, 3]),
+        query_x: Tensor::from_slice(&[1.0f32, 1.0]).view([1, 1, 2]),
+        query_y: Tensor::from_slice(&[0i64]).view([1, 1]),
+    };
+    let logits = protonet.adapt_and_predict(&episode, 0).unwrap();
+    assert!(logits.allclose(&Tensor::from_slice(&[-1.0f32, -2.0]).view([1, 1, 2]), 1e-6, 1e-6, false));
+    let p0 = logits.softmax(-1, None::<Kind>).double_value(&[0, 0, 0]);
+    assert!((p0 - 0.731).abs() < 5e-4, "{p0}");
+}

@@ -280,7 +280,7 @@ fn worked_example_of_the_docs() {
     let vs = nn::VarStore::new(Device::Cpu);
     let (mlp, params) = MlpConfig::new([2, 2]).init(&vs.root()).unwrap();
     tch::no_grad(|| {
-        let _ = params["layers.0.weight"].shallow_clone().copy_(&Tensor::eye(2, (Kind::Float, Device::Cpu)));
+        params["layers.0.weight"].shallow_clone().copy_(&Tensor::eye(2, (Kind::Float, Device::Cpu)));
         let _ = params["layers.0.bias"].shallow_clone().zero_();
     });
     let protonet = metl_meta::protonet::ProtoNet::new(mlp, params, Default::default()).unwrap();

@@ -36,8 +36,8 @@ pub struct Episode {
     pub query: Vec<usize>,
 }
 
-/// A meta-batch in host memory, before it becomes tensors: what the [`Prefetcher`]'s
-/// thread prepares.
+/// A meta-batch in host memory, before it becomes tensors
+/// ([`EpisodeSampler::sample_buffers`]; [`EpisodeBuffers::to_batch`] makes the tensors).
 #[derive(Debug, Clone)]
 pub struct EpisodeBuffers {
     /// The episodes.

@@ -23,8 +23,35 @@ pub enum Command {
     /// Trains an experiment file into a new run folder (`runs/<name>`), or continues one
     /// with `--resume RUN_DIR`.
     Train(TrainArgs),
+    /// Evaluates a trained run on its test episodes (mean ± 95% interval).
+    Eval(EvalArgs),
     /// Redraws the plots of a run folder.
     Plot(PlotArgs),
+    /// Lists the datasets, models, weighting strategies and meta-learning algorithms a
+    /// configuration file can name.
+    List,
+}
+
+/// Options of `metl eval`.
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// Which weights: the best validated ones, or the latest checkpoint.
+    #[arg(long, value_enum, default_value_t = crate::eval::Which::Best)]
+    pub checkpoint: crate::eval::Which,
+    /// Evaluate the validation split instead of the test split.
+    #[arg(long)]
+    pub val: bool,
+    /// Episodes (default: the run's `test.episodes`).
+    #[arg(long)]
+    pub episodes: Option<usize>,
+    /// Override a field, e.g. `--set test.shots=5` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Device: cpu, cuda, cuda:N or auto.
+    #[arg(long)]
+    pub device: Option<String>,
 }
 
 /// Options of `metl train`.

@@ -3,7 +3,7 @@
 use clap::Parser;
 use metl_runner::{
     cli::{Cli, Command},
-    demo, error, plots, train,
+    demo, error, eval, list, plots, train,
 };
 use std::process::ExitCode;
 
@@ -19,6 +19,15 @@ fn main() -> ExitCode {
             device: args.device,
             progress: args.progress,
         }),
+        Command::Eval(args) => eval::run(&eval::EvalOptions {
+            run_dir: args.run_dir,
+            which: args.checkpoint,
+            split: if args.val { metl_data::Split::Val } else { metl_data::Split::Test },
+            episodes: args.episodes,
+            overrides: args.overrides,
+            device: args.device,
+        }),
+        Command::List => list::run(),
         Command::Plot(args) => metl_runner::run_dir::RunDir::open(&args.run_dir)
             .and_then(|run| plots::draw_run(&run))
             .map(|written| {

@@ -242,7 +242,6 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MetaSetup) -> anyhow::Result<(
 /// Evaluates the best validated weights (or the last ones without validation) on the
 /// test split and writes `eval.json`.
 fn final_test(ctx: &RunContext<'_>, setup: &mut MetaSetup, state: &TrainingState) -> anyhow::Result<()> {
-    let exp = ctx.experiment;
     let best = ctx.run.join("best-state.safetensors");
     let checkpoint_step = match state.best_step {
         Some(step) if best.is_file() => {
@@ -252,20 +251,37 @@ fn final_test(ctx: &RunContext<'_>, setup: &mut MetaSetup, state: &TrainingState
         }
         _ => state.step,
     };
-    let test = exp.test.clone().unwrap_or_default();
-    let results = evaluate_split(exp, setup, Split::Test, test.episodes, ctx.device)?;
+    let episodes = ctx.experiment.test.clone().unwrap_or_default().episodes;
+    evaluate_and_write(ctx.experiment, ctx.run, setup, Split::Test, episodes, checkpoint_step, ctx.device)?;
+    Ok(())
+}
+
+/// Evaluates `setup.learner` on `episodes` episodes of `split`, prints the result and
+/// writes it to the run folder (`eval.json` for the test split, `eval-<split>.json`
+/// otherwise).
+pub fn evaluate_and_write(
+    exp: &Experiment,
+    run: &crate::run_dir::RunDir,
+    setup: &MetaSetup,
+    split: Split,
+    episodes: usize,
+    checkpoint_step: u64,
+    device: Device,
+) -> anyhow::Result<MetaEvaluation> {
+    let results = evaluate_split(exp, setup, split, episodes, device)?;
     let config = exp.test_episodes();
     let evaluation = MetaEvaluation {
-        split: "test".into(),
+        split: split.to_string(),
         checkpoint_step,
         ways: config.ways,
         shots: config.shots,
         queries: config.queries,
         results,
     };
-    write_json(&ctx.run.join("eval.json"), &evaluation)?;
+    let file = if split == Split::Test { "eval.json".to_owned() } else { format!("eval-{split}.json") };
+    write_json(&run.join(file), &evaluation)?;
     report(&evaluation);
-    Ok(())
+    Ok(evaluation)
 }
 
 /// Prints an evaluation as papers report it.

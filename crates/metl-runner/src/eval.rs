@@ -1,0 +1,74 @@
+//! `metl eval RUN_DIR`: evaluates a trained run on its test (or validation) episodes, as
+//! papers report it: the mean over many episodes with its 95% confidence interval.
+
+use crate::{
+    checkpoint,
+    device::parse_device,
+    error::bad_input,
+    experiment::Kind,
+    run_dir::RunDir,
+    train::{load_experiment, meta, TrainingState},
+};
+use metl_data::Split;
+use metl_models::Params;
+use std::path::PathBuf;
+
+/// Which weights to evaluate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Which {
+    /// The best validated weights (`best-state.safetensors`), else the latest checkpoint.
+    Best,
+    /// The latest checkpoint.
+    Latest,
+}
+
+/// Options of `metl eval`.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// Which weights.
+    pub which: Which,
+    /// `test` or `val`.
+    pub split: Split,
+    /// Episodes (default: the file's `test.episodes` or `test.val_episodes`).
+    pub episodes: Option<usize>,
+    /// `--set` overrides (e.g. `test.shots=5` to evaluate 5-shot).
+    pub overrides: Vec<String>,
+    /// `--device`.
+    pub device: Option<String>,
+}
+
+/// Runs `metl eval`.
+pub fn run(options: &EvalOptions) -> anyhow::Result<()> {
+    let run = RunDir::open(&options.run_dir)?;
+    let mut overrides = options.overrides.clone();
+    if let Some(device) = &options.device {
+        overrides.push(format!("device={device:?}"));
+    }
+    let (experiment, _) = load_experiment(&run.config_path(), &overrides)?;
+    if experiment.kind() != Kind::Meta {
+        return Err(bad_input("metl eval: multi-task runs report their per-task test metrics in eval.json"));
+    }
+    let device = parse_device(&experiment.device)?;
+    let mut setup = meta::setup(&experiment, device)?;
+    let latest = checkpoint::latest(&run.checkpoints())
+        .ok_or_else(|| bad_input(format!("{}: no checkpoint yet", run.root().display())))?;
+    let state: TrainingState = checkpoint::load_state(&latest)?;
+    let best = run.join("best-state.safetensors");
+    let (saved, step) = match (options.which, state.best_step) {
+        (Which::Best, Some(step)) if best.is_file() => (Params::load_safetensors(&best, device)?, step),
+        _ => (checkpoint::load_group(&latest, "learner", device)?, state.step),
+    };
+    setup.learner.load_state(&saved)?;
+    let test = experiment.test.clone().unwrap_or_default();
+    let episodes = options.episodes.unwrap_or(match options.split {
+        Split::Val => test.val_episodes,
+        _ => test.episodes,
+    });
+    if episodes == 0 {
+        return Err(bad_input("--episodes 0: must be >= 1"));
+    }
+    meta::evaluate_and_write(&experiment, &run, &setup, options.split, episodes, step, device)?;
+    Ok(())
+}

@@ -29,7 +29,8 @@ impl Svg {
         for (i, line) in label.lines().enumerate() {
             let n = label.lines().count() as f64;
             let ty = y + h / 2.0 + (i as f64 - (n - 1.0) / 2.0) * 16.0 + 4.5;
-            let _ = writeln!(self.0, r#"<text x="{}" y="{ty}" text-anchor="middle">{line}</text>"#, x + w / 2.0);
+            let _ =
+                writeln!(self.0, r#"<text x="{}" y="{ty}" text-anchor="middle">{line}</text>"#, x + w / 2.0);
         }
     }
 
@@ -68,7 +69,13 @@ pub fn concepts_svg() -> String {
     }
     svg.text(30.0, 350.0, 13, false, "θ ← θ − η · combine(L1..LT or ∇L1..∇LT)   (a weighting strategy:");
     svg.text(30.0, 368.0, 13, false, "EW, UW, MGDA, PCGrad, CAGrad, Nash-MTL, …)");
-    svg.text(30.0, 395.0, 13, false, "Goal: every task of the set does well (generalisation, less data each).");
+    svg.text(
+        30.0,
+        395.0,
+        13,
+        false,
+        "Goal: every task of the set does well (generalisation, less data each).",
+    );
     // Right: meta-learning.
     svg.text(560.0, 30.0, 17, true, "Meta-learning: learn to adapt to new tasks");
     svg.rect(570.0, 60.0, 130.0, 50.0, "#cfe0f5", "meta-parameters\nθ");

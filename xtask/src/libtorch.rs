@@ -97,6 +97,16 @@ pub fn ensure(verbose: bool) -> Result<Libtorch> {
     install(&venv)
 }
 
+/// The Python with torch 2.13.0 for the reference scripts and the Python-side checks:
+/// `$METL_PYTHON`, else the virtualenv's when `cargo xtask setup` made one.
+pub fn python(torch: &Libtorch) -> Option<PathBuf> {
+    std::env::var_os("METL_PYTHON")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| torch.python.clone())
+        .or_else(|| venv_dir().ok().and_then(|v| read_stamp(&v)).and_then(|t| t.python))
+}
+
 fn has_libtorch(lib: &Path) -> bool {
     ["libtorch_cpu.so", "libtorch_cpu.dylib", "torch_cpu.dll"].iter().any(|f| lib.join(f).exists())
 }

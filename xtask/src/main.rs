@@ -5,6 +5,7 @@
 //! once done) and runs cargo with the right environment.
 
 mod cmd;
+mod compare;
 mod diagram;
 mod libtorch;
 
@@ -24,7 +25,10 @@ tasks:
   lint          cargo fmt --check, clippy -D warnings, rustdoc -D warnings
   ci            lint, then test
   bench [ARGS]  setup, then the criterion benches (ARGS go to `cargo bench`)
-  diagram       redraw docs/concepts.svg";
+  diagram       redraw docs/concepts.svg
+  compare [--rounds N] [--only TEXT]
+                metl beside the PyTorch reference scripts (../shared/reference),
+                alternating, several rounds; writes the table to docs/performance.md";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
         "ci" => lint().and_then(|()| test(&[])),
         "bench" => bench(rest),
         "diagram" => diagram::run(),
+        "compare" => compare_args(rest).and_then(|(rounds, only)| compare::compare(rounds, only.as_deref())),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             Ok(())
@@ -64,6 +69,29 @@ fn main() -> ExitCode {
 
 fn env() -> Result<Env> {
     Ok(libtorch::ensure(false)?.env())
+}
+
+fn compare_args(args: &[String]) -> Result<(usize, Option<String>)> {
+    let (mut rounds, mut only) = (3, None);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match (arg.as_str(), it.next()) {
+            ("--rounds", Some(n)) => {
+                rounds = n
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| cmd::Failure(format!("--rounds {n}: a positive number")))?
+            }
+            ("--only", Some(text)) => only = Some(text.clone()),
+            _ => {
+                return Err(cmd::Failure(format!(
+                    "compare: unexpected argument `{arg}`; usage: compare [--rounds N] [--only TEXT]"
+                )))
+            }
+        }
+    }
+    Ok((rounds, only))
 }
 
 fn shell_quote(s: &str) -> String {
@@ -89,7 +117,7 @@ fn demo(args: &[String]) -> Result {
     let mut build = cargo();
     build.args(["build", "--release", "--package", "metl-runner", "--bin", "metl"]);
     run(build, &env)?;
-    let metl = cmd::workspace_root().join("target/release/metl");
+    let metl = cmd::target_dir().join("release/metl");
     let mut demo = std::process::Command::new(metl);
     demo.current_dir(cmd::workspace_root()).arg("demo").args(args);
     run(demo, &Env::new())

@@ -30,6 +30,35 @@ pub enum Command {
     /// Lists the datasets, models, weighting strategies and meta-learning algorithms a
     /// configuration file can name.
     List,
+    /// Times a standard workload as the PyTorch reference scripts do and prints JSON
+    /// (used by `cargo xtask compare`).
+    Bench(BenchArgs),
+}
+
+/// Options of `metl bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// The workload.
+    #[arg(value_enum)]
+    pub workload: crate::bench::Workload,
+    /// First-order MAML.
+    #[arg(long)]
+    pub first_order: bool,
+    /// Warm-up iterations (default: the reference script's).
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Iterations per timed window (default: the reference script's).
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Timed windows.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub windows: u64,
+    /// libtorch intra-op threads.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub threads: u64,
+    /// Device: cpu, cuda, cuda:N or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// Options of `metl eval`.

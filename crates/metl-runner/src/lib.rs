@@ -17,6 +17,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;

@@ -2,8 +2,9 @@
 
 use clap::Parser;
 use metl_runner::{
+    bench,
     cli::{Cli, Command},
-    demo, error, eval, list, plots, train,
+    demo, device, error, eval, list, plots, train,
 };
 use std::process::ExitCode;
 
@@ -28,6 +29,17 @@ fn main() -> ExitCode {
             device: args.device,
         }),
         Command::List => list::run(),
+        Command::Bench(args) => device::parse_device(&args.device).and_then(|device| {
+            bench::run(&bench::BenchOptions {
+                workload: args.workload,
+                first_order: args.first_order,
+                warmup: args.warmup,
+                window: args.window,
+                windows: args.windows as usize,
+                threads: args.threads as usize,
+                device,
+            })
+        }),
         Command::Plot(args) => metl_runner::run_dir::RunDir::open(&args.run_dir)
             .and_then(|run| plots::draw_run(&run))
             .map(|written| {

@@ -1,0 +1,206 @@
+//! `metl bench WORKLOAD`: times one of the standard workloads exactly as the PyTorch
+//! reference scripts in `shared/reference/` do (same sizes, same warm-up, three timed
+//! windows, the figure being iterations over the median window), and prints one JSON
+//! object. `cargo xtask compare` runs these beside the reference scripts.
+//!
+//! Timed loops include sampling the data, as the reference's do.
+
+use crate::{error::bad_input, experiment::data::resolve_omniglot_root};
+use metl_data::{ClassPool, EpisodeConfig, EpisodeSampler, Omniglot, OmniglotConfig};
+use metl_meta::{
+    maml::{Maml, MamlConfig},
+    protonet::{ProtoNet, ProtoNetConfig},
+    MetaLearner,
+};
+use metl_models::{conv4::Conv4Config, head::LinearHead, BatchNormConfig, Classifier, Model, TaskLoss};
+use serde::Serialize;
+use std::{sync::Arc, time::Instant};
+use tch::{nn, Device};
+
+/// The workloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// MAML on sinusoids: MLP 1-40-40-1, K = 10 + 10, meta-batch 25, 1 inner step.
+    MamlSinusoid,
+    /// MAML on Omniglot 5-way 1-shot 15-query, Conv4 (batch statistics), meta-batch 32.
+    MamlOmniglot,
+    /// Prototypical networks, 60-way 5-shot 5-query training episodes, Conv4.
+    ProtonetOmniglot,
+}
+
+/// Options of `metl bench`.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// The workload.
+    pub workload: Workload,
+    /// First-order MAML.
+    pub first_order: bool,
+    /// Warm-up iterations (default: the reference's for the workload).
+    pub warmup: Option<usize>,
+    /// Iterations per timed window (default: the reference's).
+    pub window: Option<usize>,
+    /// Timed windows (default 3).
+    pub windows: usize,
+    /// libtorch intra-op threads (default 2, as the reference).
+    pub threads: usize,
+    /// The device.
+    pub device: Device,
+}
+
+/// What `metl bench` prints.
+#[derive(Debug, Serialize)]
+pub struct BenchResult {
+    /// The workload, e.g. `maml_sinusoid`.
+    pub workload: String,
+    /// Its variant (`second_order`, `first_order`, `train`).
+    pub variant: String,
+    /// Iterations per second: window / median window time.
+    pub per_second: f64,
+    /// The unit of `per_second`.
+    pub unit: &'static str,
+    /// The timed windows, in seconds.
+    pub window_seconds: Vec<f64>,
+    /// Peak resident memory of the process, in MB.
+    pub peak_rss_mb: f64,
+    /// Peak resident memory before the timed loop, in MB.
+    pub peak_rss_before_mb: f64,
+    /// The last training loss (a sanity check that it trains).
+    pub last_loss: f64,
+    /// libtorch threads.
+    pub threads: usize,
+}
+
+/// The peak resident set size of this process in MB (`VmHWM`), 0 where unknown.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Runs `step` for `warmup` iterations, then `windows` windows of `window` iterations.
+fn time_windows(
+    warmup: usize,
+    window: usize,
+    windows: usize,
+    mut step: impl FnMut() -> anyhow::Result<f64>,
+) -> anyhow::Result<(Vec<f64>, f64)> {
+    let mut last = f64::NAN;
+    for _ in 0..warmup {
+        last = step()?;
+    }
+    let mut times = Vec::with_capacity(windows);
+    for _ in 0..windows {
+        let start = Instant::now();
+        for _ in 0..window {
+            last = step()?;
+        }
+        times.push(start.elapsed().as_secs_f64());
+    }
+    Ok((times, last))
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn omniglot_background() -> anyhow::Result<(Arc<Omniglot>, ClassPool)> {
+    let root = resolve_omniglot_root(None);
+    if !root.exists() {
+        return Err(bad_input(format!("Omniglot not found at {} (set METL_OMNIGLOT_DIR)", root.display())));
+    }
+    let omniglot = Arc::new(Omniglot::load(OmniglotConfig::new(root)).map_err(bad_input)?);
+    let background = omniglot.classes_of_set(metl_data::omniglot::OmniglotSet::Background);
+    // The reference's training classes: 964 background characters × 4 rotations.
+    Ok((omniglot, ClassPool::rotations_as_classes("background+rotations", background)))
+}
+
+/// Runs `metl bench` and prints its JSON line.
+pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
+    tch::set_num_threads(options.threads as i32);
+    tch::manual_seed(0);
+    let device = options.device;
+    let variant = if options.first_order { "first_order" } else { "second_order" };
+    let (name, variant, unit, warmup, window, mut step): (
+        _,
+        _,
+        _,
+        _,
+        _,
+        Box<dyn FnMut() -> anyhow::Result<f64>>,
+    ) = match options.workload {
+        Workload::MamlSinusoid => {
+            let vs = nn::VarStore::new(device);
+            let (mlp, theta) = metl_models::mlp::MlpConfig::new([1, 40, 40, 1]).init(&vs.root())?;
+            let config = MamlConfig { first_order: options.first_order, ..Default::default() };
+            let mut maml = Maml::new(mlp, theta, &vs, TaskLoss::Mse, config)?;
+            let mut tasks = metl_data::sinusoid::SinusoidTasks::new(Default::default(), 0);
+            let step = move || -> anyhow::Result<f64> {
+                let batch = tasks.sample_batch(25, 10, 10, device)?;
+                Ok(maml.meta_train_step(&batch)?.loss)
+            };
+            ("maml_sinusoid", variant, "meta-iterations/s", 50, 200, Box::new(step) as Box<dyn FnMut() -> _>)
+        }
+        Workload::MamlOmniglot => {
+            let (omniglot, pool) = omniglot_background()?;
+            let episodes =
+                EpisodeConfig { ways: 5, shots: 1, queries: 15, meta_batch: 32, within_group: false };
+            let mut sampler = EpisodeSampler::new(omniglot, pool, episodes, 0)?.prefetch(2, device);
+            let vs = nn::VarStore::new(device);
+            let backbone = Conv4Config::new(1).with_batch_norm(BatchNormConfig::batch()).build()?;
+            let net = Classifier::new(backbone, LinearHead::new(64, 5)?);
+            let theta = net.init(&vs.root())?;
+            let config = MamlConfig {
+                inner_lr: 0.4,
+                inner_steps: 1,
+                outer_lr: 1e-3,
+                first_order: options.first_order,
+                task_batched: true,
+            };
+            let mut maml = Maml::new(net, theta, &vs, TaskLoss::CrossEntropy, config)?;
+            let step = move || -> anyhow::Result<f64> {
+                let batch = sampler.next_batch()?;
+                Ok(maml.meta_train_step(&batch)?.loss)
+            };
+            ("maml_omniglot", variant, "meta-iterations/s", 2, 5, Box::new(step) as Box<dyn FnMut() -> _>)
+        }
+        Workload::ProtonetOmniglot => {
+            let (omniglot, pool) = omniglot_background()?;
+            let episodes =
+                EpisodeConfig { ways: 60, shots: 5, queries: 5, meta_batch: 1, within_group: false };
+            let mut sampler = EpisodeSampler::new(omniglot, pool, episodes, 0)?.prefetch(2, device);
+            let vs = nn::VarStore::new(device);
+            let backbone = Conv4Config::new(1).build()?;
+            let params = backbone.init(&vs.root())?;
+            let mut protonet = ProtoNet::new(backbone, params, ProtoNetConfig::default())?;
+            let step = move || -> anyhow::Result<f64> {
+                let batch = sampler.next_batch()?;
+                Ok(protonet.meta_train_step(&batch)?.loss)
+            };
+            ("protonet_omniglot", "train", "episodes/s", 10, 50, Box::new(step) as Box<dyn FnMut() -> _>)
+        }
+    };
+    let before = peak_rss_mb();
+    let window = options.window.unwrap_or(window);
+    let (times, last_loss) =
+        time_windows(options.warmup.unwrap_or(warmup), window, options.windows, &mut step)?;
+    let result = BenchResult {
+        workload: name.into(),
+        variant: variant.into(),
+        per_second: window as f64 / median(&times),
+        unit,
+        window_seconds: times,
+        peak_rss_mb: peak_rss_mb(),
+        peak_rss_before_mb: before,
+        last_loss,
+        threads: options.threads,
+    };
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}

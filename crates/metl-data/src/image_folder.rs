@@ -14,7 +14,7 @@
 
 use crate::{
     error::{DataError, Result},
-    image::{decode_image, BackedByStore, ImageStore, ResizeFilter, Resizer, StoredClass},
+    image::{BackedByStore, ImageStore, Preprocess, ResizeFilter, StoredClass},
 };
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -56,6 +56,11 @@ impl ImageFolderConfig {
     /// The defaults for the folder `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into(), ..Self::default() }
+    }
+
+    /// The preprocessing every image of the folder goes through.
+    pub fn preprocess(&self) -> Preprocess {
+        Preprocess::new(self.image_size, self.channels, self.filter, self.invert)
     }
 
     /// Checks the size and channels.
@@ -134,25 +139,10 @@ impl ImageFolder {
                 "no class folder found (expected <root>/<class>/<image>.png|jpg)",
             ));
         }
-        let [h, w] = config.image_size;
-        let c = config.channels;
+        let preprocess = config.preprocess();
         let files: Vec<&PathBuf> = classes.iter().flat_map(|(_, f)| f).collect();
-        let images: Vec<Vec<u8>> = files
-            .par_iter()
-            .map(|path| {
-                let bytes = fs::read(path).map_err(|e| DataError::io(*path, e))?;
-                let image = decode_image(&bytes, path, c)?;
-                let resized =
-                    Resizer::new(image.width, image.height, w, h, config.filter).resize(&image.pixels, c);
-                // Interleaved [H, W, C] to planar [C, H, W].
-                let mut planar = vec![0u8; c * h * w];
-                for (i, v) in resized.into_iter().enumerate() {
-                    let v = if config.invert { 255 - v } else { v };
-                    planar[(i % c) * h * w + i / c] = v;
-                }
-                Ok(planar)
-            })
-            .collect::<Result<_>>()?;
+        let images: Vec<Vec<u8>> =
+            files.par_iter().map(|path| preprocess.load(path)).collect::<Result<_>>()?;
         let mut stored = Vec::with_capacity(classes.len());
         let mut first = 0;
         for (name, files) in &classes {
@@ -160,7 +150,8 @@ impl ImageFolder {
             first += files.len();
         }
         let pixels = images.concat();
-        let store = ImageStore::new([c, h, w], pixels, stored, vec![String::new()])?;
+        let [h, w] = config.image_size;
+        let store = ImageStore::new([config.channels, h, w], pixels, stored, vec![String::new()])?;
         Ok(Self { store, root: root.clone() })
     }
 

@@ -1,15 +1,18 @@
 //! Images in memory: decoding ([`decode_image`]), Pillow-exact resizing ([`Resizer`]), the
 //! class-indexed image abstraction every few-shot source implements ([`ClassImages`]) and
-//! its in-memory implementation ([`ImageStore`]).
+//! its in-memory implementation ([`ImageStore`]); [`Preprocess`] chains decoding, resizing and
+//! inversion for a dataset.
 //!
 //! Pixels are `u8`, planar `[C, H, W]` per image, `0` ↦ 0.0 and `255` ↦ 1.0 once turned
 //! into tensors, so that all of Omniglot at 28×28 takes 25 MB.
 
 mod decode;
+mod preprocess;
 mod resize;
 mod store;
 
 pub use decode::{decode_image, decode_jpeg, decode_png, DecodedImage, MAX_DECODED_BYTES};
+pub use preprocess::Preprocess;
 pub use resize::{ResizeFilter, Resizer};
 pub use store::{BackedByStore, ClassImages, ImageStore, StoredClass};
 

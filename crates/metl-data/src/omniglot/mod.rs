@@ -22,7 +22,7 @@ pub use protocol::{OmniglotProtocol, OmniglotSplits, VINYALS_TEST_ALPHABETS, VIN
 
 use crate::{
     error::{DataError, Result},
-    image::{decode_image, BackedByStore, ClassImages, ImageStore, ResizeFilter, Resizer, StoredClass},
+    image::{BackedByStore, ClassImages, ImageStore, Preprocess, ResizeFilter, StoredClass},
 };
 use serde::{Deserialize, Serialize};
 use source::SetSource;
@@ -94,6 +94,13 @@ impl OmniglotConfig {
     /// The defaults with the data at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into(), ..Self::default() }
+    }
+
+    /// The preprocessing of every drawing: gray, resized to `image_size` with `filter`,
+    /// inverted so that strokes are 1.0 (also what images given to a trained Omniglot model
+    /// must go through).
+    pub fn preprocess(&self) -> Preprocess {
+        Preprocess::new([self.image_size, self.image_size], 1, self.filter, true)
     }
 
     /// Checks the image size (1..=1024).
@@ -259,17 +266,9 @@ fn decode_sets(
     filter: ResizeFilter,
 ) -> Result<(ImageStore, Vec<OmniglotSet>)> {
     const SIDE: usize = 105;
-    let standard = Resizer::new(SIDE, SIDE, size, size, filter);
-    let decode = |path: &std::path::Path, bytes: &[u8]| -> Result<Vec<u8>> {
-        let image = decode_image(bytes, path, 1)?;
-        let resized = if (image.width, image.height) == (SIDE, SIDE) {
-            standard.resize(&image.pixels, 1)
-        } else {
-            Resizer::new(image.width, image.height, size, size, filter).resize(&image.pixels, 1)
-        };
-        // Strokes are black (0) on white (255): invert so that strokes are 1.0.
-        Ok(resized.into_iter().map(|v| 255 - v).collect())
-    };
+    // Strokes are black (0) on white (255): inverted so that strokes are 1.0.
+    let preprocess = Preprocess::new([size, size], 1, filter, true).expecting_input(SIDE, SIDE);
+    let decode = |path: &std::path::Path, bytes: &[u8]| preprocess.apply(bytes, path);
     let (mut pixels, mut classes, mut groups, mut sets) =
         (Vec::new(), Vec::new(), Vec::<String>::new(), Vec::new());
     for (source, set) in sources.iter().zip(OmniglotSet::ALL) {

@@ -34,6 +34,7 @@ use metl_meta::{
     maml_plus_plus::MamlPlusPlusConfig,
     matching::{MatchingNet, MatchingNetConfig},
     meta_sgd::MetaSgdConfig,
+    metric::MetricTraining,
     protonet::{ProtoNet, ProtoNetConfig},
     reptile::ReptileConfig,
     Evaluation, MetaLearner,
@@ -369,18 +370,15 @@ fn build(
     Ok(match args.algorithm {
         A::Protonet | A::Matching => {
             let (conv4, theta) = Conv4Config::new(1).init(&root)?;
+            let with_lr = |training: MetricTraining| MetricTraining { outer_lr: r.outer_lr, ..training };
             if args.algorithm == A::Protonet {
-                Box::new(ProtoNet::new(
-                    conv4,
-                    theta,
-                    ProtoNetConfig { outer_lr: r.outer_lr, ..Default::default() },
-                )?)
+                let config = ProtoNetConfig::default();
+                let config = ProtoNetConfig { training: with_lr(config.training), ..config };
+                Box::new(ProtoNet::new(conv4, theta, config)?)
             } else {
-                Box::new(MatchingNet::new(
-                    conv4,
-                    theta,
-                    MatchingNetConfig { outer_lr: r.outer_lr, ..Default::default() },
-                )?)
+                let config = MatchingNetConfig::default();
+                let config = MatchingNetConfig { training: with_lr(config.training), ..config };
+                Box::new(MatchingNet::new(conv4, theta, config)?)
             }
         }
         A::Maml | A::Fomaml => {

@@ -190,35 +190,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let train_seconds = progress.seconds();
 
-    let protocols = vec![
-        Protocol {
-            name: "maml",
-            description: format!("{k} random query points, {} tasks", args.test_tasks),
-            evaluations: evaluate(
-                learner.as_ref(),
-                test_batches(family, args.test_seed, 0, args.test_tasks, k, Query::Random(k), device)?,
-                &STEPS,
-            )?,
-        },
-        Protocol {
-            name: "grid",
-            description: format!("100-point grid over [-5, 5], {} tasks", args.test_tasks),
-            evaluations: evaluate(
-                learner.as_ref(),
-                test_batches(family, args.test_seed, 1, args.test_tasks, k, Query::Grid(100), device)?,
-                &STEPS,
-            )?,
-        },
-        Protocol {
-            name: "reference",
-            description: format!("100 random query points, {} tasks", args.reference_tasks),
-            evaluations: evaluate(
-                learner.as_ref(),
-                test_batches(family, args.test_seed, 2, args.reference_tasks, k, Query::Random(100), device)?,
-                &STEPS,
-            )?,
-        },
+    let setups = [
+        (
+            "maml",
+            format!("{k} random query points, {} tasks", args.test_tasks),
+            args.test_tasks,
+            Query::Random(k),
+        ),
+        (
+            "grid",
+            format!("100-point grid over [-5, 5], {} tasks", args.test_tasks),
+            args.test_tasks,
+            Query::Grid(100),
+        ),
+        (
+            "reference",
+            format!("100 random query points, {} tasks", args.reference_tasks),
+            args.reference_tasks,
+            Query::Random(100),
+        ),
     ];
+    let mut protocols = vec![];
+    for (stream, (name, description, tasks, query)) in setups.into_iter().enumerate() {
+        let batches = test_batches(family, args.test_seed, stream as u64, tasks, k, query, device)?;
+        protocols.push(Protocol {
+            name,
+            description,
+            evaluations: evaluate(learner.as_ref(), batches, &STEPS)?,
+        });
+    }
     println!(
         "trained in {train_seconds:.1} s ({:.1} it/s); test MSE (mean ± 95% CI):",
         args.iterations as f64 / train_seconds

@@ -6,7 +6,7 @@
 //! The interface and its shared machinery:
 //! - [`learner`]: the [`MetaLearner`] trait (meta-training step, adaptation, prediction,
 //!   checkpoint state);
-//! - [`evaluate`]: mean query loss/accuracy over test tasks with 95% intervals;
+//! - [`evaluate()`](mod@evaluate): mean query loss/accuracy over test tasks with 95% intervals;
 //! - [`inner`]: the one inner loop (fixed, per-parameter or per-step rates; SGD, momentum or
 //!   Adam; mini-batches of the support set);
 //! - [`outer`]: the outer optimizer with its learning-rate schedule and checkpoint state;
@@ -23,6 +23,8 @@
 //! - [`matching`]: matching networks (Vinyals et al. 2016) without full-context embeddings;
 //! - [`baseline`]: the fine-tuning baselines Baseline and Baseline++ (Chen et al. 2019).
 //!
+//! [`registry`] lists them by name (for command lines and `metl list`).
+//!
 //! ```
 //! use metl_data::sinusoid::{SinusoidConfig, SinusoidTasks};
 //! use metl_meta::{maml::{Maml, MamlConfig}, MetaLearner};
@@ -36,6 +38,13 @@
 //! let report = maml.meta_train_step(&tasks.sample_batch(25, 10, 10, Device::Cpu).unwrap()).unwrap();
 //! assert_eq!(report.step, 1);
 //! assert!(report.loss.is_finite());
+//!
+//! // Adapt to fresh tasks and measure: the mean query MSE over 50 tasks, with its 95%
+//! // interval, before adaptation and after one inner step.
+//! let test = (0..2).map(|_| tasks.sample_batch(25, 10, 50, Device::Cpu).unwrap());
+//! let results = metl_meta::evaluate(&maml, test, &[0, 1]).unwrap();
+//! assert_eq!((results[1].steps, results[1].loss.n), (1, 50));
+//! println!("after one step: {:.3}", results[1].loss);
 //! ```
 #![warn(missing_docs)]
 
@@ -53,6 +62,7 @@ pub mod meta_sgd;
 pub mod metric;
 pub mod outer;
 pub mod protonet;
+pub mod registry;
 pub mod reptile;
 
 pub use error::MetaError;

@@ -17,8 +17,8 @@
 
 use crate::{
     error::Result,
-    metric::{normalize_rows, EpisodeClassifier, MetricLearner},
-    outer::{check_lr, LrSchedule},
+    metric::{normalize_rows, EpisodeClassifier, MetricLearner, MetricTraining},
+    outer::check_lr,
 };
 use metl_models::{Model, Params};
 use serde::{Deserialize, Serialize};
@@ -45,18 +45,13 @@ impl EpisodeClassifier for Attention {
 pub struct MatchingNetConfig {
     /// The scale of the cosine similarities (default 1, the paper's plain cosine).
     pub scale: f64,
-    /// Adam learning rate (default 1e-3).
-    pub outer_lr: f64,
-    /// Its schedule (default constant).
-    pub schedule: LrSchedule,
-    /// Embed test episodes in training mode (batch statistics) instead of evaluation mode
-    /// (default false).
-    pub batch_statistics_at_test: bool,
+    /// The outer loop (default Adam 1e-3, constant; evaluation mode at test).
+    pub training: MetricTraining,
 }
 
 impl Default for MatchingNetConfig {
     fn default() -> Self {
-        Self { scale: 1.0, outer_lr: 1e-3, schedule: LrSchedule::Constant, batch_statistics_at_test: false }
+        Self { scale: 1.0, training: MetricTraining::default() }
     }
 }
 
@@ -64,8 +59,7 @@ impl MatchingNetConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<()> {
         check_lr("matching.scale", self.scale)?;
-        check_lr("matching.outer_lr", self.outer_lr)?;
-        self.schedule.validate("matching.schedule")
+        self.training.validate("matching.training.outer_lr", "matching.training.schedule")
     }
 }
 
@@ -77,14 +71,6 @@ impl<M: Model> MetricLearner<M, Attention> {
     /// tensors).
     pub fn new(model: M, params: Params, config: MatchingNetConfig) -> Result<Self> {
         config.validate()?;
-        let classifier = Attention { scale: config.scale };
-        Self::with_classifier(
-            model,
-            params,
-            classifier,
-            config.outer_lr,
-            config.schedule,
-            config.batch_statistics_at_test,
-        )
+        Self::with_classifier(model, params, Attention { scale: config.scale }, config.training)
     }
 }

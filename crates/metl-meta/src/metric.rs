@@ -18,10 +18,11 @@ use crate::{
     error::{MetaError, Result},
     learner::{MetaLearner, QueryOutcome, StepReport},
     maml_family::with_buffers,
-    outer::{LrSchedule, OuterLoop},
+    outer::{check_lr, LrSchedule, OuterLoop},
 };
 use metl_data::TaskBatch;
 use metl_models::{Model, Params, TaskLoss};
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 /// Scores of every query against the `N` classes of its episode.
@@ -58,6 +59,33 @@ pub fn normalize_rows(x: &Tensor) -> Tensor {
     x / x.norm_scalaropt_dim(2.0, [-1], true).clamp_min(1e-12)
 }
 
+/// Outer-loop settings shared by the metric-based learners.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricTraining {
+    /// Adam learning rate (default 1e-3).
+    pub outer_lr: f64,
+    /// Its schedule (default constant).
+    pub schedule: LrSchedule,
+    /// Embed test episodes in training mode (batch statistics) instead of evaluation mode
+    /// (default false).
+    pub batch_statistics_at_test: bool,
+}
+
+impl Default for MetricTraining {
+    fn default() -> Self {
+        Self { outer_lr: 1e-3, schedule: LrSchedule::Constant, batch_statistics_at_test: false }
+    }
+}
+
+impl MetricTraining {
+    /// Checks every field; `outer_lr` and `schedule` name the fields in errors.
+    pub fn validate(&self, outer_lr: &'static str, schedule: &'static str) -> Result<()> {
+        check_lr(outer_lr, self.outer_lr)?;
+        self.schedule.validate(schedule)
+    }
+}
+
 /// The engine of the metric-based learners; see the module documentation.
 pub struct MetricLearner<M: Model, C: EpisodeClassifier> {
     model: M,
@@ -78,19 +106,21 @@ impl<M: Model, C: EpisodeClassifier + std::fmt::Debug> std::fmt::Debug for Metri
 
 impl<M: Model, C: EpisodeClassifier> MetricLearner<M, C> {
     /// A learner training the embedding `model` with parameters `params` (leaf tensors) by
-    /// Adam at rate `outer_lr` on `schedule`. `batch_statistics_at_test` runs the network in
-    /// training mode at evaluation (batch-norm statistics of the episode) instead of its
-    /// evaluation mode.
+    /// Adam as `training` says.
     pub fn with_classifier(
         model: M,
         params: Params,
         classifier: C,
-        outer_lr: f64,
-        schedule: LrSchedule,
-        batch_statistics_at_test: bool,
+        training: MetricTraining,
     ) -> Result<Self> {
-        let outer = OuterLoop::adam(&params, outer_lr, schedule)?;
-        Ok(Self { model, params, classifier, outer, batch_statistics_at_test })
+        let outer = OuterLoop::adam(&params, training.outer_lr, training.schedule)?;
+        Ok(Self {
+            model,
+            params,
+            classifier,
+            outer,
+            batch_statistics_at_test: training.batch_statistics_at_test,
+        })
     }
 
     /// The embedding network.

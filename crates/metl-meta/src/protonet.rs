@@ -22,7 +22,7 @@
 
 use crate::{
     error::Result,
-    metric::{normalize_rows, EpisodeClassifier, MetricLearner},
+    metric::{normalize_rows, EpisodeClassifier, MetricLearner, MetricTraining},
     outer::{check_lr, LrSchedule},
 };
 use metl_models::{Model, Params};
@@ -82,22 +82,16 @@ impl EpisodeClassifier for Prototypes {
 pub struct ProtoNetConfig {
     /// The distance (default squared Euclidean).
     pub distance: Distance,
-    /// Adam learning rate (default 1e-3).
-    pub outer_lr: f64,
-    /// Its schedule (default halved every 2000 episodes).
-    pub schedule: LrSchedule,
-    /// Embed test episodes in training mode (batch statistics) instead of evaluation mode
-    /// (default false).
-    pub batch_statistics_at_test: bool,
+    /// The outer loop (default Adam 1e-3 halved every 2000 episodes, evaluation mode at test).
+    pub training: MetricTraining,
 }
 
 impl Default for ProtoNetConfig {
     fn default() -> Self {
+        let schedule = LrSchedule::Step { every: 2000, factor: 0.5 };
         Self {
             distance: Distance::SquaredEuclidean,
-            outer_lr: 1e-3,
-            schedule: LrSchedule::Step { every: 2000, factor: 0.5 },
-            batch_statistics_at_test: false,
+            training: MetricTraining { schedule, ..Default::default() },
         }
     }
 }
@@ -105,11 +99,10 @@ impl Default for ProtoNetConfig {
 impl ProtoNetConfig {
     /// Checks every field.
     pub fn validate(&self) -> Result<()> {
-        check_lr("protonet.outer_lr", self.outer_lr)?;
         if let Distance::Cosine { scale } = self.distance {
             check_lr("protonet.distance.scale", scale)?;
         }
-        self.schedule.validate("protonet.schedule")
+        self.training.validate("protonet.training.outer_lr", "protonet.training.schedule")
     }
 }
 
@@ -121,14 +114,6 @@ impl<M: Model> MetricLearner<M, Prototypes> {
     /// tensors).
     pub fn new(model: M, params: Params, config: ProtoNetConfig) -> Result<Self> {
         config.validate()?;
-        let classifier = Prototypes { distance: config.distance };
-        Self::with_classifier(
-            model,
-            params,
-            classifier,
-            config.outer_lr,
-            config.schedule,
-            config.batch_statistics_at_test,
-        )
+        Self::with_classifier(model, params, Prototypes { distance: config.distance }, config.training)
     }
 }

@@ -4,6 +4,7 @@
 use metl_data::TaskBatch;
 use metl_meta::{
     matching::{MatchingNet, MatchingNetConfig},
+    metric::MetricTraining,
     protonet::{Distance, ProtoNet, ProtoNetConfig},
     MetaLearner,
 };
@@ -104,9 +105,15 @@ fn malformed_episodes_are_errors() {
     let negative = TaskBatch { support_y: -batch.support_y.ones_like(), ..batch.to_device(Device::Cpu) };
     let err = protonet.adapt_and_evaluate(&negative, 0).unwrap_err().to_string();
     assert!(err.contains("negative class index"), "{err}");
-    let bad = ProtoNetConfig { outer_lr: -1.0, ..Default::default() };
+    let bad = ProtoNetConfig {
+        training: MetricTraining { outer_lr: -1.0, ..Default::default() },
+        ..Default::default()
+    };
     let (_vs, mlp, params, _) = setup();
-    assert!(ProtoNet::new(mlp, params, bad).unwrap_err().to_string().starts_with("protonet.outer_lr = -1"));
+    assert!(ProtoNet::new(mlp, params, bad)
+        .unwrap_err()
+        .to_string()
+        .starts_with("protonet.training.outer_lr = -1"));
 }
 
 #[test]
@@ -114,7 +121,10 @@ fn a_protonet_step_lowers_the_loss_of_its_episode() {
     let (_vs, mlp, params, batch) = setup();
     // Queries near their class's support examples, so that the episode can be learned.
     let batch = TaskBatch { query_x: &batch.support_x + batch.support_x.randn_like() * 0.1, ..batch };
-    let config = ProtoNetConfig { outer_lr: 1e-2, ..Default::default() };
+    let config = ProtoNetConfig {
+        training: MetricTraining { outer_lr: 1e-2, ..Default::default() },
+        ..Default::default()
+    };
     let mut protonet = ProtoNet::new(mlp, params, config).unwrap();
     let before = protonet.meta_train_step(&batch).unwrap().loss;
     for _ in 0..20 {

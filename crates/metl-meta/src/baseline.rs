@@ -30,7 +30,6 @@ use crate::{
     error::{MetaError, Result},
     inner::{InnerLoop, InnerLr, InnerOptimizer, SupportBatches},
     learner::{MetaLearner, QueryOutcome, StepReport},
-    maml_family::with_buffers,
     metric::one_hot_labels,
     outer::{check_lr, LrSchedule, OuterLoop},
 };
@@ -310,12 +309,11 @@ impl<B: Model> MetaLearner for Baseline<B> {
     }
 
     fn state(&self) -> Params {
-        with_buffers(self.outer.state(), &self.backbone)
+        self.outer.state_with_buffers(&self.backbone)
     }
 
     fn load_state(&mut self, state: &Params) -> Result<()> {
-        self.outer.load_state(state)?;
-        Ok(self.backbone.load_buffers(state)?)
+        self.outer.load_state_with_buffers(state, &self.backbone)
     }
 
     fn outer_lr(&self) -> f64 {

@@ -534,20 +534,13 @@ impl<M: Model> MamlFamily<M> {
 
     /// The checkpoint state: the outer loop's and the model's buffers.
     pub fn state(&self) -> Params {
-        with_buffers(self.outer.state(), &self.model)
+        self.outer.state_with_buffers(&self.model)
     }
 
     /// Restores a checkpoint state.
     pub fn load_state(&mut self, state: &Params) -> Result<()> {
-        self.outer.load_state(state)?;
-        Ok(self.model.load_buffers(state)?)
+        self.outer.load_state_with_buffers(state, &self.model)
     }
-}
-
-/// `state` with the model's buffers (batch-norm running statistics) added.
-pub(crate) fn with_buffers<M: Model>(state: Params, model: &M) -> Params {
-    let buffers = model.buffers().detach();
-    state.merge(&buffers).expect("buffer names differ from parameter and optimizer names")
 }
 
 /// Implements [`crate::MetaLearner`] for a newtype around [`MamlFamily`] in field `family`.

@@ -17,7 +17,6 @@
 use crate::{
     error::{MetaError, Result},
     learner::{MetaLearner, QueryOutcome, StepReport},
-    maml_family::with_buffers,
     outer::{check_lr, LrSchedule, OuterLoop},
 };
 use metl_data::TaskBatch;
@@ -208,12 +207,11 @@ impl<M: Model, C: EpisodeClassifier> MetaLearner for MetricLearner<M, C> {
     }
 
     fn state(&self) -> Params {
-        with_buffers(self.outer.state(), &self.model)
+        self.outer.state_with_buffers(&self.model)
     }
 
     fn load_state(&mut self, state: &Params) -> Result<()> {
-        self.outer.load_state(state)?;
-        Ok(self.model.load_buffers(state)?)
+        self.outer.load_state_with_buffers(state, &self.model)
     }
 
     fn outer_lr(&self) -> f64 {

@@ -4,7 +4,7 @@
 use crate::error::{MetaError, Result};
 use metl_models::{
     optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig},
-    Params,
+    Model, Params,
 };
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -190,6 +190,20 @@ impl OuterLoop {
             .merge(&self.optimizer.state().prefixed("optimizer"))
             .and_then(|p| p.merge(&counters))
             .expect("parameter names do not start with `optimizer.` or `outer.`")
+    }
+
+    /// [`OuterLoop::state`] with `model`'s buffers (batch-norm running statistics) added:
+    /// the checkpoint state of a learner.
+    pub fn state_with_buffers<M: Model + ?Sized>(&self, model: &M) -> Params {
+        self.state()
+            .merge(&model.buffers().detach())
+            .expect("buffer names differ from parameter and optimizer names")
+    }
+
+    /// Restores a state written by [`OuterLoop::state_with_buffers`], buffers included.
+    pub fn load_state_with_buffers<M: Model + ?Sized>(&mut self, state: &Params, model: &M) -> Result<()> {
+        self.load_state(state)?;
+        Ok(model.load_buffers(state)?)
     }
 
     /// Restores a state written by [`OuterLoop::state`] (in place, checking names and shapes).

@@ -27,6 +27,12 @@ pub enum Command {
     Eval(EvalArgs),
     /// Redraws the plots of a run folder.
     Plot(PlotArgs),
+    /// Embeds your images with a trained run's backbone: one line of numbers per image
+    /// (or a .npy file); image paths as arguments or on stdin.
+    Embed(EmbedArgs),
+    /// Classifies query images from a few labelled examples (a folder of class folders)
+    /// with a trained run; writes image,class,probability as CSV.
+    Fewshot(FewshotArgs),
     /// Lists the datasets, models, weighting strategies and meta-learning algorithms a
     /// configuration file can name.
     List,
@@ -59,6 +65,49 @@ pub struct BenchArgs {
     /// Device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+}
+
+/// Options of `metl embed`.
+#[derive(Debug, Clone, Args)]
+pub struct EmbedArgs {
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// Image files (PNG or JPEG); none reads paths from stdin, one per line.
+    pub images: Vec<PathBuf>,
+    /// Write the embeddings `[N, D]` to this .npy file instead of standard output.
+    #[arg(long, value_name = "FILE.npy")]
+    pub npy: Option<PathBuf>,
+    /// Which weights: the best validated ones, or the latest checkpoint.
+    #[arg(long, value_enum, default_value_t = crate::eval::Which::Best)]
+    pub checkpoint: crate::eval::Which,
+    /// Device: cpu, cuda, cuda:N or auto.
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+/// Options of `metl fewshot`.
+#[derive(Debug, Clone, Args)]
+pub struct FewshotArgs {
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// A folder of class folders holding the labelled (support) images.
+    #[arg(long, value_name = "DIR")]
+    pub support: PathBuf,
+    /// A folder of images to classify.
+    #[arg(long, value_name = "DIR")]
+    pub query: PathBuf,
+    /// Write the CSV here instead of standard output.
+    #[arg(long, value_name = "FILE.csv")]
+    pub out: Option<PathBuf>,
+    /// Adaptation steps for gradient-based learners (default: the run's test steps).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Which weights: the best validated ones, or the latest checkpoint.
+    #[arg(long, value_enum, default_value_t = crate::eval::Which::Best)]
+    pub checkpoint: crate::eval::Which,
+    /// Device: cpu, cuda, cuda:N or auto.
+    #[arg(long)]
+    pub device: Option<String>,
 }
 
 /// Options of `metl eval`.

@@ -10,8 +10,10 @@ use crate::{
     train::{load_experiment, meta, TrainingState},
 };
 use metl_data::Split;
+use metl_meta::MetaLearner;
 use metl_models::Params;
 use std::path::PathBuf;
+use tch::Device;
 
 /// Which weights to evaluate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -39,6 +41,26 @@ pub struct EvalOptions {
     pub device: Option<String>,
 }
 
+/// Loads the trained state of `run` into `learner` (built from the run's configuration);
+/// returns the step it was saved at.
+pub fn restore(
+    run: &RunDir,
+    learner: &mut dyn MetaLearner,
+    which: Which,
+    device: Device,
+) -> anyhow::Result<u64> {
+    let latest = checkpoint::latest(&run.checkpoints())
+        .ok_or_else(|| bad_input(format!("{}: no checkpoint yet", run.root().display())))?;
+    let state: TrainingState = checkpoint::load_state(&latest)?;
+    let best = run.join("best-state.safetensors");
+    let (saved, step) = match (which, state.best_step) {
+        (Which::Best, Some(step)) if best.is_file() => (Params::load_safetensors(&best, device)?, step),
+        _ => (checkpoint::load_group(&latest, "learner", device)?, state.step),
+    };
+    learner.load_state(&saved)?;
+    Ok(step)
+}
+
 /// Runs `metl eval`.
 pub fn run(options: &EvalOptions) -> anyhow::Result<()> {
     let run = RunDir::open(&options.run_dir)?;
@@ -52,15 +74,7 @@ pub fn run(options: &EvalOptions) -> anyhow::Result<()> {
     }
     let device = parse_device(&experiment.device)?;
     let mut setup = meta::setup(&experiment, device)?;
-    let latest = checkpoint::latest(&run.checkpoints())
-        .ok_or_else(|| bad_input(format!("{}: no checkpoint yet", run.root().display())))?;
-    let state: TrainingState = checkpoint::load_state(&latest)?;
-    let best = run.join("best-state.safetensors");
-    let (saved, step) = match (options.which, state.best_step) {
-        (Which::Best, Some(step)) if best.is_file() => (Params::load_safetensors(&best, device)?, step),
-        _ => (checkpoint::load_group(&latest, "learner", device)?, state.step),
-    };
-    setup.learner.load_state(&saved)?;
+    let step = restore(&run, &mut *setup.learner, options.which, device)?;
     let test = experiment.test.clone().unwrap_or_default();
     let episodes = options.episodes.unwrap_or(match options.split {
         Split::Val => test.val_episodes,

@@ -26,6 +26,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod experiment;
+pub mod infer;
 pub mod interrupt;
 pub mod list;
 pub mod metrics;

@@ -4,7 +4,7 @@ use clap::Parser;
 use metl_runner::{
     bench,
     cli::{Cli, Command},
-    demo, device, error, eval, list, plots, train,
+    demo, device, error, eval, infer, list, plots, train,
 };
 use std::process::ExitCode;
 
@@ -29,6 +29,22 @@ fn main() -> ExitCode {
             device: args.device,
         }),
         Command::List => list::run(),
+        Command::Embed(args) => infer::embed(&infer::EmbedOptions {
+            run_dir: args.run_dir,
+            images: args.images,
+            npy: args.npy,
+            which: args.checkpoint,
+            device: args.device,
+        }),
+        Command::Fewshot(args) => infer::fewshot(&infer::FewshotOptions {
+            run_dir: args.run_dir,
+            support: args.support,
+            query: args.query,
+            out: args.out,
+            steps: args.steps,
+            which: args.checkpoint,
+            device: args.device,
+        }),
         Command::Bench(args) => device::parse_device(&args.device).and_then(|device| {
             bench::run(&bench::BenchOptions {
                 workload: args.workload,

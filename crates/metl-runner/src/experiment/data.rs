@@ -8,7 +8,7 @@ use crate::error::bad_input;
 use anyhow::Context;
 use metl_data::{
     episode::Prefetcher,
-    image::{ClassImages, ResizeFilter},
+    image::{ClassImages, Preprocess, ResizeFilter},
     image_folder::{ImageFolder, ImageFolderConfig},
     multitask::{Omniglot50, Omniglot50Config, SyntheticRegression, SyntheticRegressionConfig},
     omniglot::{omniglot_dir, OmniglotSplits},
@@ -105,6 +105,18 @@ pub struct ImageFolderData {
     pub split: [f64; 3],
 }
 
+impl ImageFolderData {
+    /// The loader configuration.
+    pub fn folder_config(&self) -> ImageFolderConfig {
+        ImageFolderConfig {
+            image_size: self.image_size,
+            channels: self.channels,
+            invert: self.invert,
+            ..ImageFolderConfig::new(&self.root)
+        }
+    }
+}
+
 fn default_folder_size() -> [usize; 2] {
     [84, 84]
 }
@@ -127,6 +139,9 @@ pub struct Omniglot50Data {
     /// Image side after resizing (default 28; the papers used 105).
     #[serde(default = "default_image_size")]
     pub image_size: usize,
+    /// The resizing filter (default `lanczos`).
+    #[serde(default)]
+    pub filter: ResizeFilter,
     /// Drawings per character in train, validation and test (default `[10, 4, 6]`).
     #[serde(default = "default_drawings")]
     pub drawings: [usize; 3],
@@ -204,13 +219,7 @@ pub fn load_image_classes(config: &DataConfig, seed: u64) -> anyhow::Result<Imag
             Ok(ImageClasses { data: omniglot, splits, within_group: c.within_alphabet })
         }
         DataConfig::ImageFolder(c) => {
-            let config = ImageFolderConfig {
-                image_size: c.image_size,
-                channels: c.channels,
-                invert: c.invert,
-                ..ImageFolderConfig::new(&c.root)
-            };
-            let folder = ImageFolder::load(config).map_err(bad_input)?;
+            let folder = ImageFolder::load(c.folder_config()).map_err(bad_input)?;
             let splits = split_classes(folder.num_classes(), c.split, seed)?;
             Ok(ImageClasses { data: Arc::new(folder), splits, within_group: false })
         }
@@ -237,7 +246,43 @@ fn split_classes(n: usize, fractions: [f64; 3], seed: u64) -> anyhow::Result<Omn
     })
 }
 
+/// The inputs of an experiment's model, known from the configuration alone.
+#[derive(Debug, Clone)]
+pub struct InputSpec {
+    /// One input's shape, without the batch dimension (`[1]`, `[1, 28, 28]`, ...).
+    pub shape: Vec<i64>,
+    /// How an image file becomes such an input (image data only).
+    pub preprocess: Option<Preprocess>,
+}
+
 impl DataConfig {
+    /// The model's input shape and the preprocessing of image files, as the data loader
+    /// applies them.
+    pub fn input_spec(&self) -> InputSpec {
+        match self {
+            DataConfig::Sinusoid(_) => InputSpec { shape: vec![1], preprocess: None },
+            DataConfig::SyntheticRegression(c) => {
+                InputSpec { shape: vec![c.input_dim as i64], preprocess: None }
+            }
+            DataConfig::Omniglot(OmniglotData { image_size, filter, .. })
+            | DataConfig::Omniglot50(Omniglot50Data { image_size, filter, .. }) => {
+                let config =
+                    OmniglotConfig { image_size: *image_size, filter: *filter, ..OmniglotConfig::default() };
+                InputSpec {
+                    shape: vec![1, *image_size as i64, *image_size as i64],
+                    preprocess: Some(config.preprocess()),
+                }
+            }
+            DataConfig::ImageFolder(c) => {
+                let [h, w] = c.image_size;
+                InputSpec {
+                    shape: vec![c.channels as i64, h as i64, w as i64],
+                    preprocess: Some(c.folder_config().preprocess()),
+                }
+            }
+        }
+    }
+
     /// Whether the experiment has validation tasks: fresh sinusoids always, image data when
     /// its validation split has classes.
     pub fn has_validation(&self, classes: &Option<ImageClasses>) -> bool {
@@ -264,7 +309,7 @@ pub fn name_of(config: &DataConfig) -> &'static str {
 pub fn load_multitask(config: &DataConfig) -> anyhow::Result<Arc<dyn MultiTaskDataset>> {
     match config {
         DataConfig::Omniglot50(c) => {
-            let omniglot = load_omniglot(c.root.as_deref(), c.image_size, ResizeFilter::default())?;
+            let omniglot = load_omniglot(c.root.as_deref(), c.image_size, c.filter)?;
             let config = Omniglot50Config { drawings: c.drawings, ..Default::default() };
             Ok(Arc::new(Omniglot50::new(omniglot, config).map_err(bad_input)?))
         }

@@ -41,9 +41,8 @@ pub struct MetaSetup {
 
 /// Loads the data and builds the learner of a meta-learning experiment.
 pub fn setup(exp: &Experiment, device: Device) -> anyhow::Result<MetaSetup> {
-    let algorithm = exp.meta.as_ref().expect("validated: a meta experiment has [meta]");
-    let (classes, input_shape, output) = match &exp.data {
-        DataConfig::Sinusoid(_) => (None, vec![1], Output::Regression(1)),
+    let classes = match &exp.data {
+        DataConfig::Sinusoid(_) => None,
         data => {
             let classes = load_image_classes(data, exp.seed)?;
             let train = exp.train_episodes();
@@ -54,14 +53,32 @@ pub fn setup(exp: &Experiment, device: Device) -> anyhow::Result<MetaSetup> {
                     train.ways
                 )));
             }
-            let shape = classes.input_shape();
-            (Some(classes), shape, Output::Classes(train.ways as i64))
+            Some(classes)
         }
+    };
+    let (learner, input_shape) = learner_for(exp, device)?;
+    if let Some(c) = &classes {
+        debug_assert_eq!(
+            c.input_shape(),
+            input_shape,
+            "the loader and the configuration agree on the input shape"
+        );
+    }
+    Ok(MetaSetup { learner, classes, input_shape })
+}
+
+/// The experiment's learner, freshly initialised from its seed, without loading any data
+/// (for inference from a trained run); also returns the input shape.
+pub fn learner_for(exp: &Experiment, device: Device) -> anyhow::Result<(Box<dyn MetaLearner>, Vec<i64>)> {
+    let algorithm = exp.meta.as_ref().expect("validated: a meta experiment has [meta]");
+    let input_shape = exp.data.input_spec().shape;
+    let output = match &exp.data {
+        DataConfig::Sinusoid(_) => Output::Regression(1),
+        _ => Output::Classes(exp.train_episodes().ways as i64),
     };
     tch::manual_seed(exp.seed as i64);
     let backbone = exp.model.build().map_err(bad_input)?;
-    let learner = build_learner(algorithm, backbone, &input_shape, output, device)?;
-    Ok(MetaSetup { learner, classes, input_shape })
+    Ok((build_learner(algorithm, backbone, &input_shape, output, device)?, input_shape))
 }
 
 /// A stream of meta-batches of `split` starting at meta-batch `start`.
@@ -111,8 +128,11 @@ pub fn evaluate_split(
     episodes: usize,
     device: Device,
 ) -> anyhow::Result<Vec<Evaluation>> {
-    let config = exp.test_episodes();
-    let batches = episodes.div_ceil(config.meta_batch) as u64;
+    let mut config = exp.test_episodes();
+    // The largest meta-batch up to the configured one that divides the episode count, so
+    // that exactly `episodes` episodes are evaluated.
+    config.meta_batch = (1..=config.meta_batch.min(episodes)).rev().find(|b| episodes % b == 0).unwrap_or(1);
+    let batches = (episodes / config.meta_batch) as u64;
     let mut source = stream(exp, setup, split, config, 0, device)?;
     let mut failure = None;
     let iter = (0..batches).map_while(|_| match source.next_batch() {

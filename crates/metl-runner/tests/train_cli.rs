@@ -192,3 +192,97 @@ fn ctrl_c_writes_a_checkpoint_and_the_run_resumes() {
     assert!(run.join("eval.json").is_file());
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Writes a gray PNG of `side`×`side` with a bright square at a class-dependent place.
+fn write_png(path: &Path, side: u32, class: u32, jitter: u32) {
+    let mut pixels = vec![0u8; (side * side) as usize];
+    let (x0, y0) = ((class * 5 + jitter) % (side - 8), (class * 3) % (side - 8));
+    for y in y0..y0 + 8 {
+        for x in x0..x0 + 8 {
+            pixels[(y * side + x) as usize] = 255;
+        }
+    }
+    let file = fs::File::create(path).unwrap();
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), side, side);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.write_header().unwrap().write_image_data(&pixels).unwrap();
+}
+
+#[test]
+fn image_folder_run_then_embed_and_fewshot_on_new_images() {
+    let dir = scratch("images");
+    for class in 0..12 {
+        let class_dir = dir.join(format!("data/class{class:02}"));
+        fs::create_dir_all(&class_dir).unwrap();
+        for i in 0..6 {
+            write_png(&class_dir.join(format!("{i}.png")), 40, class, i % 2);
+        }
+    }
+    let config = r#"
+name = "mine"
+device = "cpu"
+[train]
+iterations = 6
+log_every = 3
+checkpoint_every = 3
+[data.image_folder]
+root = "data"
+image_size = [28, 28]
+channels = 1
+split = [0.5, 0.25, 0.25]
+[model.conv4]
+[meta.protonet]
+[episodes]
+ways = 3
+shots = 2
+queries = 2
+meta_batch = 2
+[test]
+queries = 2
+episodes = 10
+val_episodes = 4
+"#;
+    fs::write(dir.join("mine.toml"), config).unwrap();
+    ok(&metl(&["train", "mine.toml", "--out", "runs", "--progress", "quiet"], &dir));
+    let run = dir.join("runs/mine");
+    let images: Vec<String> = (0..3).map(|c| format!("data/class{c:02}/0.png")).collect();
+    let mut args = vec!["embed", run.to_str().unwrap()];
+    args.extend(images.iter().map(String::as_str));
+    let out = metl(&args, &dir);
+    ok(&out);
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|l| l.split(' ').count() == 64), "64 features per image");
+
+    fs::create_dir_all(dir.join("query")).unwrap();
+    for c in [9, 10, 11] {
+        fs::create_dir_all(dir.join(format!("support/c{c}"))).unwrap();
+        write_png(&dir.join(format!("support/c{c}/a.png")), 40, c, 0);
+        write_png(&dir.join(format!("query/q{c}.png")), 40, c, 1);
+    }
+    let out = metl(
+        &["fewshot", run.to_str().unwrap(), "--support", "support", "--query", "query", "--out", "p.csv"],
+        &dir,
+    );
+    ok(&out);
+    let csv = fs::read_to_string(dir.join("p.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "image,class,probability");
+    assert_eq!(rows.len(), 4);
+    for row in &rows[1..] {
+        let p: f64 = row.rsplit(',').next().unwrap().parse().unwrap();
+        assert!((0.0..=1.0).contains(&p), "{row}");
+    }
+    let out = metl(&["fewshot", run.to_str().unwrap(), "--support", "query", "--query", "query"], &dir);
+    assert_eq!(out.status.code(), Some(2), "a support folder without class folders is bad input");
+    // Too few examples for the test episodes: refused before a run folder exists.
+    let out = metl(
+        &["train", "mine.toml", "--out", "runs2", "--set", "test.queries=15", "--progress", "quiet"],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs 17 examples"));
+    assert!(!dir.join("runs2/mine").exists());
+    fs::remove_dir_all(&dir).unwrap();
+}

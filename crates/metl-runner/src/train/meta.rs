@@ -17,7 +17,7 @@ use crate::{
     run_dir::write_json,
 };
 use anyhow::Context;
-use metl_data::{EpisodeConfig, Split};
+use metl_data::{EpisodeConfig, EpisodeSampler, Split};
 use metl_meta::{evaluate, Evaluation, MetaError, MetaLearner};
 use serde::Serialize;
 use std::time::Instant;
@@ -52,6 +52,18 @@ pub fn setup(exp: &Experiment, device: Device) -> anyhow::Result<MetaSetup> {
                     "episodes.ways = {}: the training split has only {pool} classes",
                     train.ways
                 )));
+            }
+            // Every split must be able to fill its episodes: check now, before any folder exists.
+            for (split, config) in
+                [(Split::Train, train), (Split::Val, exp.test_episodes()), (Split::Test, exp.test_episodes())]
+            {
+                let pool = classes.splits.get(split);
+                if split == Split::Val && pool.is_empty() {
+                    continue;
+                }
+                let config = EpisodeConfig { within_group: classes.within_group, ..config };
+                EpisodeSampler::new(std::sync::Arc::clone(&classes.data), pool.clone(), config, 0)
+                    .map_err(|e| bad_input(format!("{split} episodes: {e}")))?;
             }
             Some(classes)
         }

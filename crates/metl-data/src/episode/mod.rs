@@ -6,15 +6,19 @@
 //!   or a random multiple of 90° per episode), which is how the Omniglot protocols differ;
 //! - [`EpisodeSampler`]: seeded sampling and assembly of meta-batches into a
 //!   [`TaskBatch`](crate::TaskBatch) on the caller's device;
-//! - [`Prefetcher`]: the same sampler on a background thread, batches ready in advance.
+//! - [`Prefetcher`]: the same sampler on a background thread, batches ready in advance;
+//! - [`PoolBatchSampler`]: plain labelled mini-batches over all classes of a pool, for
+//!   pre-training (the fine-tuning baselines).
 
 mod config;
 mod pool;
+mod pool_batches;
 mod prefetch;
 mod sampler;
 
 pub use config::EpisodeConfig;
 pub use pool::{ClassPool, PoolClass, Rotation};
+pub use pool_batches::PoolBatchSampler;
 pub use prefetch::Prefetcher;
 pub use sampler::{Episode, EpisodeBuffers, EpisodeClass, EpisodeSampler};
 

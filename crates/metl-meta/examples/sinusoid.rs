@@ -61,13 +61,16 @@ struct Args {
     iterations: u64,
     #[arg(long, default_value_t = 25)]
     meta_batch: usize,
-    /// Inner learning rate α (Meta-SGD: ignored, α is learned; Reptile: its inner SGD rate).
-    #[arg(long, default_value_t = 0.01)]
-    inner_lr: f64,
-    #[arg(long, default_value_t = 1)]
-    inner_steps: usize,
-    #[arg(long, default_value_t = 1e-3)]
-    outer_lr: f64,
+    /// Inner learning rate α (default 0.01; Reptile 0.02; Meta-SGD: ignored, α is learned).
+    #[arg(long)]
+    inner_lr: Option<f64>,
+    /// Inner steps in training (default 1; Reptile 5).
+    #[arg(long)]
+    inner_steps: Option<usize>,
+    /// Outer Adam learning rate (default 1e-3); Reptile: its step size ε (default 0.1,
+    /// decayed linearly to 0).
+    #[arg(long)]
+    outer_lr: Option<f64>,
     /// Test tasks of the `maml` and `grid` protocols.
     #[arg(long, default_value_t = 600)]
     test_tasks: usize,
@@ -118,29 +121,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tch::manual_seed(args.seed as i64);
     let vs = nn::VarStore::new(device);
     let (mlp, theta) = MlpConfig::new([1, 40, 40, 1]).init(&vs.root())?;
-    let (k, steps, loss) = (args.k, args.inner_steps, TaskLoss::Mse);
+    let reptile = args.algorithm == Algorithm::Reptile;
+    let (k, loss) = (args.k, TaskLoss::Mse);
+    let steps = args.inner_steps.unwrap_or(if reptile { 5 } else { 1 });
+    let inner_lr = args.inner_lr.unwrap_or(if reptile { 0.02 } else { 0.01 });
+    let outer_lr = args.outer_lr.unwrap_or(if reptile { 0.1 } else { 1e-3 });
     let mut learner: Box<dyn MetaLearner> = match args.algorithm {
         Algorithm::Maml | Algorithm::Fomaml => {
             let first_order = args.algorithm == Algorithm::Fomaml;
-            let config = MamlConfig {
-                inner_lr: args.inner_lr,
-                inner_steps: steps,
-                outer_lr: args.outer_lr,
-                first_order,
-                ..Default::default()
-            };
+            let config =
+                MamlConfig { inner_lr, inner_steps: steps, outer_lr, first_order, ..Default::default() };
             Box::new(Maml::new(mlp, theta, &vs, loss, config)?)
         }
         Algorithm::MetaSgd => {
-            let config = MetaSgdConfig { inner_steps: steps, outer_lr: args.outer_lr, ..Default::default() };
+            let config = MetaSgdConfig { inner_steps: steps, outer_lr, ..Default::default() };
             Box::new(MetaSgd::new(mlp, theta, loss, config)?)
         }
         Algorithm::Anil => {
             let config = AnilConfig {
                 head: vec!["layers.2".into()],
-                inner_lr: args.inner_lr,
+                inner_lr,
                 inner_steps: steps,
-                outer_lr: args.outer_lr,
+                outer_lr,
                 ..Default::default()
             };
             Box::new(Anil::new(mlp, theta, loss, config)?)
@@ -148,8 +150,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Algorithm::MamlPlusPlus => {
             let config = MamlPlusPlusConfig {
                 inner_steps: steps,
-                init_inner_lr: args.inner_lr,
-                outer_lr: args.outer_lr,
+                init_inner_lr: inner_lr,
+                outer_lr,
                 epochs: 100,
                 iterations_per_epoch: args.iterations.div_ceil(100).max(1),
                 not_adapted: vec![],
@@ -159,11 +161,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         Algorithm::Reptile => {
             let config = ReptileConfig {
-                inner_lr: args.inner_lr,
+                inner_lr,
                 inner_steps: steps,
                 inner_batch: 0,
                 inner_optimizer: Default::default(),
-                outer_step_size: args.outer_lr,
+                outer_step_size: outer_lr,
                 anneal_iterations: args.iterations,
                 task_batched: true,
             };

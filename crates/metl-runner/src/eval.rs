@@ -41,6 +41,19 @@ pub struct EvalOptions {
     pub device: Option<String>,
 }
 
+/// The saved learner state of `run` (the best validated one, or the latest checkpoint's)
+/// and the step it was saved at.
+pub fn saved_state(run: &RunDir, which: Which, device: Device) -> anyhow::Result<(Params, u64)> {
+    let latest = checkpoint::latest(&run.checkpoints())
+        .ok_or_else(|| bad_input(format!("{}: no checkpoint yet", run.root().display())))?;
+    let state: TrainingState = checkpoint::load_state(&latest)?;
+    let best = run.join("best-state.safetensors");
+    Ok(match (which, state.best_step) {
+        (Which::Best, Some(step)) if best.is_file() => (Params::load_safetensors(&best, device)?, step),
+        _ => (checkpoint::load_group(&latest, "learner", device)?, state.step),
+    })
+}
+
 /// Loads the trained state of `run` into `learner` (built from the run's configuration);
 /// returns the step it was saved at.
 pub fn restore(
@@ -49,14 +62,7 @@ pub fn restore(
     which: Which,
     device: Device,
 ) -> anyhow::Result<u64> {
-    let latest = checkpoint::latest(&run.checkpoints())
-        .ok_or_else(|| bad_input(format!("{}: no checkpoint yet", run.root().display())))?;
-    let state: TrainingState = checkpoint::load_state(&latest)?;
-    let best = run.join("best-state.safetensors");
-    let (saved, step) = match (which, state.best_step) {
-        (Which::Best, Some(step)) if best.is_file() => (Params::load_safetensors(&best, device)?, step),
-        _ => (checkpoint::load_group(&latest, "learner", device)?, state.step),
-    };
+    let (saved, step) = saved_state(run, which, device)?;
     learner.load_state(&saved)?;
     Ok(step)
 }

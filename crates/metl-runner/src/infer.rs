@@ -12,7 +12,7 @@
 use crate::{
     device::parse_device,
     error::bad_input,
-    eval::{restore, Which},
+    eval::{saved_state, Which},
     experiment::{data::DataConfig, Experiment, Kind},
     run_dir::{write_atomically, RunDir},
     train::{load_experiment, meta::learner_for},
@@ -50,8 +50,11 @@ fn load(run_dir: &Path, which: Which, device: Option<&str>) -> anyhow::Result<Tr
         .preprocess
         .ok_or_else(|| bad_input("this run was not trained on images (data.sinusoid)"))?;
     let device = parse_device(&experiment.device)?;
-    let (mut learner, input_shape) = learner_for(&experiment, device)?;
-    restore(&run, &mut *learner, which, device)?;
+    let (saved, _) = saved_state(&run, which, device)?;
+    // The baselines' pre-training head is sized by the training classes it saw.
+    let train_classes = saved.get("head.weight").map_or(0, |w| w.size()[0] as usize);
+    let (mut learner, input_shape) = learner_for(&experiment, device, train_classes)?;
+    learner.load_state(&saved)?;
     Ok(Trained { experiment, learner, preprocess, input_shape, device })
 }
 

@@ -284,5 +284,23 @@ val_episodes = 4
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs 17 examples"));
     assert!(!dir.join("runs2/mine").exists());
+
+    // Baseline++ pre-trains on global labels, then fits a cosine head per episode.
+    let baseline = config
+        .replace("[meta.protonet]", "[meta.baseline_plus_plus]")
+        .replace("name = \"mine\"", "name = \"bpp\"");
+    fs::write(dir.join("bpp.toml"), baseline).unwrap();
+    ok(&metl(
+        &["train", "bpp.toml", "--out", "runs", "--progress", "quiet", "--set", "test.steps=[5]"],
+        &dir,
+    ));
+    let eval: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("runs/bpp/eval.json")).unwrap()).unwrap();
+    assert_eq!(eval["results"][0]["steps"], 5);
+    let run = dir.join("runs/bpp");
+    ok(&metl(
+        &["fewshot", run.to_str().unwrap(), "--support", "support", "--query", "query", "--steps", "5"],
+        &dir,
+    ));
     fs::remove_dir_all(&dir).unwrap();
 }

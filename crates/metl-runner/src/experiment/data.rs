@@ -7,7 +7,7 @@
 use crate::error::bad_input;
 use anyhow::Context;
 use metl_data::{
-    episode::Prefetcher,
+    episode::{PoolBatchSampler, Prefetcher},
     image::{ClassImages, Preprocess, ResizeFilter},
     image_folder::{ImageFolder, ImageFolderConfig},
     multitask::{Omniglot50, Omniglot50Config, SyntheticRegression, SyntheticRegressionConfig},
@@ -358,6 +358,35 @@ impl EpisodeStream for SinusoidStream {
         self.next += 1;
         let e = &self.episodes;
         Ok(tasks.sample_batch(e.meta_batch, e.shots, e.queries, self.device)?)
+    }
+}
+
+/// Labelled mini-batches over all training classes (global labels), for pre-training.
+pub struct PretrainStream {
+    sampler: PoolBatchSampler<dyn ClassImages + Send + Sync>,
+    device: Device,
+}
+
+impl PretrainStream {
+    /// Batches of `batch_size` images of the training pool, starting at batch `start`.
+    pub fn new(
+        classes: &ImageClasses,
+        batch_size: usize,
+        seed: u64,
+        start: u64,
+        device: Device,
+    ) -> anyhow::Result<Self> {
+        let mut sampler =
+            PoolBatchSampler::new(Arc::clone(&classes.data), classes.splits.train.clone(), batch_size, seed)
+                .map_err(bad_input)?;
+        sampler.seek(start);
+        Ok(Self { sampler, device })
+    }
+}
+
+impl EpisodeStream for PretrainStream {
+    fn next_batch(&mut self) -> anyhow::Result<TaskBatch> {
+        Ok(self.sampler.sample_batch(self.device)?)
     }
 }
 

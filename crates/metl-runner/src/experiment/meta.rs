@@ -7,6 +7,7 @@ use crate::{
 };
 use metl_meta::{
     anil::{Anil, AnilConfig},
+    baseline::{Baseline, BaselineConfig, BaselineHead},
     maml::{Maml, MamlConfig},
     maml_plus_plus::{MamlPlusPlus, MamlPlusPlusConfig},
     matching::{MatchingNet, MatchingNetConfig},
@@ -39,6 +40,11 @@ pub enum AlgorithmConfig {
     Protonet(ProtoNetConfig),
     /// Matching networks.
     MatchingNet(MatchingNetConfig),
+    /// The fine-tuning baseline: pre-train a classifier of all training classes, fit a new
+    /// linear head on each support set.
+    Baseline(BaselineConfig),
+    /// Baseline++: the same with a cosine head (its `head` field is ignored).
+    BaselinePlusPlus(BaselineConfig),
 }
 
 /// Names, papers and one-line descriptions of the algorithms, for `metl list`.
@@ -54,6 +60,8 @@ pub const ALGORITHMS: &[(&str, &str)] = &[
     ("reptile", "Reptile: move θ toward the adapted weights (Nichol et al. 2018)"),
     ("protonet", "prototypical networks, Euclidean or cosine (Snell et al. 2017)"),
     ("matching_net", "matching networks without full-context embeddings (Vinyals et al. 2016)"),
+    ("baseline", "pre-train on all classes, fit a linear head per episode (Chen et al. 2019)"),
+    ("baseline_plus_plus", "Baseline++: the same with a cosine head (Chen et al. 2019)"),
 ];
 
 impl AlgorithmConfig {
@@ -68,7 +76,15 @@ impl AlgorithmConfig {
             AlgorithmConfig::Reptile(_) => "reptile",
             AlgorithmConfig::Protonet(_) => "protonet",
             AlgorithmConfig::MatchingNet(_) => "matching_net",
+            AlgorithmConfig::Baseline(_) => "baseline",
+            AlgorithmConfig::BaselinePlusPlus(_) => "baseline_plus_plus",
         }
+    }
+
+    /// Whether it pre-trains on plain labelled mini-batches of all training classes
+    /// (global labels) instead of episodes.
+    pub fn pretrains(&self) -> bool {
+        matches!(self, AlgorithmConfig::Baseline(_) | AlgorithmConfig::BaselinePlusPlus(_))
     }
 
     /// Whether the algorithm classifies by comparing embeddings (no inner gradient steps,
@@ -82,7 +98,8 @@ impl AlgorithmConfig {
         !self.is_metric()
     }
 
-    /// The inner steps used in meta-training (for the default evaluation step count).
+    /// The adaptation steps evaluated by default: the inner steps of meta-training, or
+    /// the baselines' 100 epochs of head fitting.
     pub fn train_steps(&self) -> usize {
         match self {
             AlgorithmConfig::Maml(c) | AlgorithmConfig::Fomaml(c) => c.inner_steps,
@@ -91,6 +108,7 @@ impl AlgorithmConfig {
             AlgorithmConfig::MamlPlusPlus(c) => c.inner_steps,
             AlgorithmConfig::Reptile(c) => c.inner_steps,
             AlgorithmConfig::Protonet(_) | AlgorithmConfig::MatchingNet(_) => 0,
+            AlgorithmConfig::Baseline(_) | AlgorithmConfig::BaselinePlusPlus(_) => 100,
         }
     }
 }
@@ -112,16 +130,39 @@ fn boxed<L: MetaLearner + 'static>(result: metl_meta::error::Result<L>) -> anyho
 
 /// Builds the learner: a gradient-based learner gets the backbone (regression) or the
 /// backbone with an N-way linear head named `head` (classification); a metric learner
-/// gets the backbone as its embedding. Parameters are created with torch's generator
-/// (seed it first) on `device`.
+/// gets the backbone as its embedding; a baseline gets the backbone and a pre-training
+/// head over the `train_classes` training classes. Parameters are created with torch's
+/// generator (seed it first) on `device`.
 pub fn build_learner(
     algorithm: &AlgorithmConfig,
     backbone: Backbone,
     input_shape: &[i64],
     output: Output,
+    train_classes: usize,
     device: Device,
 ) -> anyhow::Result<Learner> {
     let vs = nn::VarStore::new(device);
+    if let AlgorithmConfig::Baseline(c) | AlgorithmConfig::BaselinePlusPlus(c) = algorithm {
+        if let Output::Regression(_) = output {
+            return Err(bad_input(format!(
+                "meta.{}: the baselines need classification data",
+                algorithm.name()
+            )));
+        }
+        let config = match algorithm {
+            AlgorithmConfig::BaselinePlusPlus(c) => BaselineConfig {
+                head: match c.head {
+                    BaselineHead::Cosine { scale } => BaselineHead::Cosine { scale },
+                    BaselineHead::Linear => BaselineHead::Cosine { scale: None },
+                },
+                ..*c
+            },
+            _ => *c,
+        };
+        let features = feature_dim(&backbone, input_shape, device)?;
+        let params = backbone.init(&vs.root())?;
+        return boxed(Baseline::new(backbone, params, features, train_classes, config));
+    }
     if algorithm.is_metric() {
         if let Output::Regression(_) = output {
             return Err(bad_input(format!(
@@ -172,8 +213,11 @@ fn build_gradient_learner<M: Model + 'static>(
         AlgorithmConfig::Anil(c) => boxed(Anil::new(model, params, loss, c.clone())),
         AlgorithmConfig::MamlPlusPlus(c) => boxed(MamlPlusPlus::new(model, params, loss, c.clone())),
         AlgorithmConfig::Reptile(c) => boxed(Reptile::new(model, params, loss, *c)),
-        AlgorithmConfig::Protonet(_) | AlgorithmConfig::MatchingNet(_) => {
-            unreachable!("metric learners are built by build_learner")
+        AlgorithmConfig::Protonet(_)
+        | AlgorithmConfig::MatchingNet(_)
+        | AlgorithmConfig::Baseline(_)
+        | AlgorithmConfig::BaselinePlusPlus(_) => {
+            unreachable!("metric learners and baselines are built by build_learner")
         }
     }
 }

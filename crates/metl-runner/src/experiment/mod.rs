@@ -100,6 +100,14 @@ pub struct TrainConfig {
     /// Iterations between checkpoints (default 1000; a multiple of `log_every`).
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
+    /// Mini-batch size of pre-training (the baselines) and of multi-task training
+    /// (default 16, Chen et al.'s).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+}
+
+fn default_batch_size() -> usize {
+    16
 }
 
 fn default_test_queries() -> usize {
@@ -235,6 +243,7 @@ impl Experiment {
         positive("train.iterations", t.iterations)?;
         positive("train.log_every", t.log_every)?;
         positive("train.checkpoint_every", t.checkpoint_every)?;
+        positive("train.batch_size", t.batch_size as u64)?;
         if t.checkpoint_every % t.log_every != 0 {
             return Err(bad_input(format!(
                 "train.checkpoint_every = {}: must be a multiple of train.log_every ({}), so that a resumed run logs the same records",

@@ -7,7 +7,10 @@ use crate::{
     checkpoint,
     error::bad_input,
     experiment::{
-        data::{load_image_classes, DataConfig, EpisodeStream, ImageClasses, ImageStream, SinusoidStream},
+        data::{
+            load_image_classes, DataConfig, EpisodeStream, ImageClasses, ImageStream, PretrainStream,
+            SinusoidStream,
+        },
         meta::{build_learner, Output},
         Experiment,
     },
@@ -68,7 +71,8 @@ pub fn setup(exp: &Experiment, device: Device) -> anyhow::Result<MetaSetup> {
             Some(classes)
         }
     };
-    let (learner, input_shape) = learner_for(exp, device)?;
+    let train_classes = classes.as_ref().map_or(0, |c| c.splits.train.len());
+    let (learner, input_shape) = learner_for(exp, device, train_classes)?;
     if let Some(c) = &classes {
         debug_assert_eq!(
             c.input_shape(),
@@ -80,8 +84,13 @@ pub fn setup(exp: &Experiment, device: Device) -> anyhow::Result<MetaSetup> {
 }
 
 /// The experiment's learner, freshly initialised from its seed, without loading any data
-/// (for inference from a trained run); also returns the input shape.
-pub fn learner_for(exp: &Experiment, device: Device) -> anyhow::Result<(Box<dyn MetaLearner>, Vec<i64>)> {
+/// (for inference from a trained run); `train_classes` sizes the baselines' pre-training
+/// head. Also returns the input shape.
+pub fn learner_for(
+    exp: &Experiment,
+    device: Device,
+    train_classes: usize,
+) -> anyhow::Result<(Box<dyn MetaLearner>, Vec<i64>)> {
     let algorithm = exp.meta.as_ref().expect("validated: a meta experiment has [meta]");
     let input_shape = exp.data.input_spec().shape;
     let output = match &exp.data {
@@ -90,7 +99,7 @@ pub fn learner_for(exp: &Experiment, device: Device) -> anyhow::Result<(Box<dyn 
     };
     tch::manual_seed(exp.seed as i64);
     let backbone = exp.model.build().map_err(bad_input)?;
-    Ok((build_learner(algorithm, backbone, &input_shape, output, device)?, input_shape))
+    Ok((build_learner(algorithm, backbone, &input_shape, output, train_classes, device)?, input_shape))
 }
 
 /// A stream of meta-batches of `split` starting at meta-batch `start`.
@@ -108,8 +117,12 @@ pub fn stream(
         Split::Test => TEST_STREAM,
     };
     let seed = stream_seed(exp.seed, index);
+    let pretrains = exp.meta.as_ref().is_some_and(|a| a.pretrains());
     Ok(match (&exp.data, &setup.classes) {
         (DataConfig::Sinusoid(c), _) => Box::new(SinusoidStream::new(*c, episodes, seed, start, device)),
+        (_, Some(classes)) if pretrains && split == Split::Train => {
+            Box::new(PretrainStream::new(classes, exp.train.batch_size, seed, start, device)?)
+        }
         (_, Some(classes)) => Box::new(ImageStream::new(classes, split, episodes, seed, start, device)?),
         (_, None) => unreachable!("image experiments have classes"),
     })

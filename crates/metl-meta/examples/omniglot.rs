@@ -67,6 +67,14 @@ enum Algorithm {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum TaskBatching {
+    Auto,
+    Batched,
+    PerTask,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 enum Protocol {
     Vinyals,
@@ -121,9 +129,12 @@ struct Args {
     /// Outer learning rate (Reptile: its step size ε, default 1).
     #[arg(long)]
     outer_lr: Option<f64>,
-    /// Adapt tasks one after another instead of task-batched (MAML family).
-    #[arg(long)]
-    per_task: bool,
+    /// How the MAML family adapts the tasks of a meta-batch: all at once (grouped
+    /// convolutions) or one after another. `auto`: per task on the CPU, where libtorch's
+    /// grouped convolutions are slower than a loop (measured: 0.27 vs 0.52 meta-it/s for
+    /// MAML 5-way 1-shot on one thread), task-batched on CUDA.
+    #[arg(long, value_enum, default_value = "auto")]
+    task_batching: TaskBatching,
     #[arg(long, default_value_t = 600)]
     test_episodes: usize,
     /// Test episodes per evaluation batch.
@@ -366,7 +377,11 @@ fn build(
     };
     let strided = Conv4Config::maml_strided(1).with_batch_norm(BatchNormConfig::batch());
     let loss = TaskLoss::CrossEntropy;
-    let task_batched = !args.per_task;
+    let task_batched = match args.task_batching {
+        TaskBatching::Batched => true,
+        TaskBatching::PerTask => false,
+        TaskBatching::Auto => vs.device() != Device::Cpu,
+    };
     Ok(match args.algorithm {
         A::Protonet | A::Matching => {
             let (conv4, theta) = Conv4Config::new(1).init(&root)?;

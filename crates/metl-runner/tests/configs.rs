@@ -1,0 +1,82 @@
+//! Every ready-made experiment in `configs/` trains, validates, checkpoints and tests in a
+//! short version (a few iterations through `--set` overrides).
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn omniglot_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("METL_OMNIGLOT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("../shared/data/omniglot"));
+    dir.exists().then_some(dir)
+}
+
+/// The overrides that shrink an experiment to a smoke run.
+fn short(config: &str) -> Vec<String> {
+    let text = fs::read_to_string(config).unwrap();
+    let mut set = vec![
+        "train.iterations=2",
+        "train.log_every=1",
+        "train.val_every=2",
+        "train.checkpoint_every=2",
+        "device=\"cpu\"",
+    ];
+    if text.contains("[episodes]") {
+        set.push("episodes.meta_batch=2");
+    }
+    if text.contains("[test]") {
+        set.extend(["test.episodes=4", "test.val_episodes=2", "test.batch=2"]);
+    }
+    set.into_iter().map(str::to_owned).collect()
+}
+
+#[test]
+fn every_config_runs_in_a_short_version() {
+    let configs_dir = workspace().join("configs");
+    let mut configs: Vec<PathBuf> = fs::read_dir(&configs_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    configs.sort();
+    assert!(configs.len() >= 13, "configs/ lost files: {configs:?}");
+    let out = std::env::temp_dir().join(format!("metl-configs-test-{}", std::process::id()));
+    let omniglot = omniglot_dir();
+    for config in &configs {
+        let text = fs::read_to_string(config).unwrap();
+        let needs_omniglot = text.contains("[data.omniglot");
+        if needs_omniglot && omniglot.is_none() {
+            eprintln!("skipped {}: no Omniglot folder (set METL_OMNIGLOT_DIR)", config.display());
+            continue;
+        }
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_metl"));
+        cmd.arg("train").arg(config).arg("--out").arg(&out).args(["--progress", "quiet"]);
+        for s in short(config.to_str().unwrap()) {
+            cmd.args(["--set", &s]);
+        }
+        if let Some(dir) = &omniglot {
+            cmd.env("METL_OMNIGLOT_DIR", dir);
+        }
+        let result = cmd.output().unwrap();
+        assert!(
+            result.status.success(),
+            "{} failed:\n{}",
+            config.display(),
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let name = text
+            .lines()
+            .find_map(|l| l.strip_prefix("name = "))
+            .map(|n| n.trim().trim_matches('"').to_owned())
+            .unwrap();
+        assert!(out.join(&name).join("eval.json").is_file(), "{name}: no eval.json");
+    }
+    fs::remove_dir_all(&out).ok();
+}

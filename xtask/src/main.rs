@@ -7,6 +7,7 @@
 mod cmd;
 mod compare;
 mod diagram;
+mod gpu_check;
 mod libtorch;
 
 use cmd::{cargo, run, Env, Result};
@@ -25,6 +26,8 @@ tasks:
   lint          cargo fmt --check, clippy -D warnings, rustdoc -D warnings
   ci            lint, then test
   bench [ARGS]  setup, then the criterion benches (ARGS go to `cargo bench`)
+  gpu-check     on a machine with an NVIDIA GPU: metl-models' tests on CUDA and a short
+                speed table; without one, says so and succeeds
   diagram       redraw docs/concepts.svg
   compare [--rounds N] [--only TEXT]
                 metl beside the PyTorch reference scripts (../shared/reference),
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         "lint" => lint(),
         "ci" => lint().and_then(|()| test(&[])),
         "bench" => bench(rest),
+        "gpu-check" => gpu_check::run(rest),
         "diagram" => diagram::run(),
         "compare" => compare_args(rest).and_then(|(rounds, only)| compare::compare(rounds, only.as_deref())),
         "-h" | "--help" | "help" => {

@@ -23,6 +23,7 @@ tasks:
                 eval \"$(cargo xtask env)\"
   test [ARGS]   setup, then every test of the workspace (ARGS go to `cargo test`)
   demo [ARGS]   setup, release build, then `metl demo ARGS`
+  metl ARGS     setup, release build, then `metl ARGS` (e.g. metl train configs/….toml)
   lint          cargo fmt --check, clippy -D warnings, rustdoc -D warnings
   ci            lint, then test
   bench [ARGS]  setup, then the criterion benches (ARGS go to `cargo bench`)
@@ -46,7 +47,8 @@ fn main() -> ExitCode {
         "setup" => libtorch::ensure(true).map(|_| ()),
         "env" => print_env(),
         "test" => test(rest),
-        "demo" => demo(rest),
+        "demo" => metl(&[&["demo".to_owned()], rest].concat()),
+        "metl" => metl(rest),
         "lint" => lint(),
         "ci" => lint().and_then(|()| test(&[])),
         "bench" => bench(rest),
@@ -116,15 +118,24 @@ fn test(args: &[String]) -> Result {
     run(cmd, &env)
 }
 
-fn demo(args: &[String]) -> Result {
+/// Builds the `metl` binary in release mode and runs it with `args`.
+fn metl(args: &[String]) -> Result {
     let env = env()?;
     let mut build = cargo();
     build.args(["build", "--release", "--package", "metl-runner", "--bin", "metl"]);
     run(build, &env)?;
-    let metl = cmd::target_dir().join("release/metl");
-    let mut demo = std::process::Command::new(metl);
-    demo.current_dir(cmd::workspace_root()).arg("demo").args(args);
-    run(demo, &Env::new())
+    let binary = cmd::target_dir().join("release/metl");
+    eprintln!("$ {} {}", binary.display(), args.join(" "));
+    let status = std::process::Command::new(&binary)
+        .current_dir(cmd::workspace_root())
+        .args(args)
+        .status()
+        .map_err(|e| cmd::Failure(format!("cannot start {}: {e}", binary.display())))?;
+    // metl has printed its own one-line error: pass its exit status through (2 = bad input).
+    if !status.success() {
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    Ok(())
 }
 
 fn bench(args: &[String]) -> Result {

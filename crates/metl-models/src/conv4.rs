@@ -215,9 +215,9 @@ impl Conv4 {
 
     fn run_layout(&self, params: &Params, x: &Tensor, mode: Mode, tasks: bool) -> Tensor {
         let (layout, mut h) = if tasks {
-            (Layout::Tasks(x.size()[0]), images_to_task_channels(x))
+            (Layout::Tasks(x.size()[0]), images_to_task_channels(x, self.largest_activation_bytes(x)))
         } else {
-            (Layout::Single, images_to_conv_format(x))
+            (Layout::Single, images_to_conv_format(x, self.largest_activation_bytes(&x.unsqueeze(0))))
         };
         for i in 0..self.config.blocks {
             h = self.block(params, i, &h, mode, layout);

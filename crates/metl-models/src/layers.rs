@@ -32,9 +32,10 @@ impl Layout {
     }
 }
 
-/// Images `[B, C, H, W]` in the memory format of the [`crate::batching`] policy.
-pub(crate) fn images_to_conv_format(x: &Tensor) -> Tensor {
-    if task_batching().channels_last(x.device()) {
+/// Images `[B, C, H, W]` in the memory format of the [`crate::batching`] policy for a pass
+/// whose largest activation takes `bytes` bytes.
+pub(crate) fn images_to_conv_format(x: &Tensor, bytes: usize) -> Tensor {
+    if task_batching().channels_last(x.device(), bytes) {
         x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
     } else {
         x.shallow_clone()
@@ -42,11 +43,12 @@ pub(crate) fn images_to_conv_format(x: &Tensor) -> Tensor {
 }
 
 /// Task-stacked images `[T, B, C, H, W]` in the task-batched layout `[B, T·C, H, W]`, in
-/// the memory format of the [`crate::batching`] policy (one copy either way).
-pub(crate) fn images_to_task_channels(x: &Tensor) -> Tensor {
+/// the memory format of the [`crate::batching`] policy for a pass whose largest activation
+/// takes `bytes_per_task` bytes per task (one copy either way).
+pub(crate) fn images_to_task_channels(x: &Tensor, bytes_per_task: usize) -> Tensor {
     let s = x.size();
     let (t, b, c, h, w) = (s[0], s[1], s[2], s[3], s[4]);
-    if task_batching().channels_last(x.device()) {
+    if task_batching().channels_last(x.device(), bytes_per_task) {
         x.permute([1, 3, 4, 0, 2]).contiguous().view([b, h, w, t * c]).permute([0, 3, 1, 2])
     } else {
         x.transpose(0, 1).reshape([b, t * c, h, w])
@@ -260,7 +262,7 @@ mod tests {
             ])
             .unwrap();
             let x = Tensor::randn([t, b, c_in, 12, 12], opts).set_requires_grad(true);
-            let batched = conv.forward(&params, &images_to_task_channels(&x), Layout::Tasks(t));
+            let batched = conv.forward(&params, &images_to_task_channels(&x, 0), Layout::Tasks(t));
             let size = batched.size();
             let batched = batched.view([b, t, 8, size[2], size[3]]).transpose(0, 1);
             let looped = Tensor::stack(

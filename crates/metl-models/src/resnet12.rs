@@ -227,9 +227,9 @@ impl ResNet12 {
 
     fn run_layout(&self, params: &Params, x: &Tensor, mode: Mode, tasks: bool) -> Tensor {
         let (layout, mut h) = if tasks {
-            (Layout::Tasks(x.size()[0]), images_to_task_channels(x))
+            (Layout::Tasks(x.size()[0]), images_to_task_channels(x, self.largest_activation_bytes(x)))
         } else {
-            (Layout::Single, images_to_conv_format(x))
+            (Layout::Single, images_to_conv_format(x, self.largest_activation_bytes(&x.unsqueeze(0))))
         };
         for block in &self.blocks {
             h = block.forward(params, &h, mode, layout, self.config.negative_slope);

@@ -21,10 +21,7 @@ mod common;
 
 use clap::{Parser, ValueEnum};
 use metl_data::{
-    episode::{ClassPool, Rotation},
-    image::{rotate_square, ClassImages},
-    rng::{substream, Rng},
-    EpisodeConfig, EpisodeSampler, Omniglot, OmniglotConfig, OmniglotProtocol, TaskBatch,
+    episode::PoolBatchSampler, EpisodeConfig, EpisodeSampler, Omniglot, OmniglotConfig, OmniglotProtocol,
 };
 use metl_meta::{
     anil::AnilConfig,
@@ -44,10 +41,9 @@ use metl_models::{
     head::LinearHead,
     BatchNormConfig, Classifier, Model, TaskLoss,
 };
-use rand::Rng as _;
 use serde::Serialize;
 use std::{path::PathBuf, sync::Arc};
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Device};
 
 use Algorithm as A;
 
@@ -296,9 +292,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut progress = common::Progress::new(args.iterations, args.log_every);
     let mut recent: Vec<(f64, Option<f64>)> = Vec::new();
     if baseline {
-        let mut rng = substream(args.seed, 7);
+        let mut batches = PoolBatchSampler::new(data.clone(), splits.train.clone(), r.meta_batch, args.seed)?;
         for _ in 0..args.iterations {
-            let batch = pretraining_batch(&data, &splits.train, r.meta_batch, &mut rng, device)?;
+            let batch = batches.sample_batch(device)?;
             let report = learner.meta_train_step(&batch)?;
             recent.push((report.loss, report.accuracy));
             progress.update(report.step, report.loss, report.accuracy);
@@ -465,34 +461,4 @@ fn build(
             Box::new(metl_meta::baseline::Baseline::new(conv4, theta, features, train_classes, config)?)
         }
     })
-}
-
-/// `size` random images of the training pool labelled with their pool index (a global
-/// class label), rotated as the pool says: one pre-training mini-batch `[1, size, 1, H, W]`.
-fn pretraining_batch(
-    data: &Omniglot,
-    pool: &ClassPool,
-    size: usize,
-    rng: &mut Rng,
-    device: Device,
-) -> Result<TaskBatch, Box<dyn std::error::Error>> {
-    let [c, h, w] = data.image_shape();
-    let mut pixels = vec![0u8; size * c * h * w];
-    let mut labels = Vec::with_capacity(size);
-    for (i, dst) in pixels.chunks_mut(c * h * w).enumerate() {
-        let label = rng.gen_range(0..pool.len());
-        let entry = pool.classes()[label];
-        let image = data.image(entry.class, rng.gen_range(0..data.class_len(entry.class)));
-        let turns = match entry.rotation {
-            Rotation::Fixed(k) => k,
-            Rotation::Random => rng.gen_range(0..4u8),
-        };
-        rotate_square(image, c, h, turns, dst);
-        labels.push(label as i64);
-        let _ = i;
-    }
-    let x = Tensor::from_slice(&pixels).view([1, size as i64, c as i64, h as i64, w as i64]);
-    let x = x.to_device(device).to_kind(Kind::Float) / 255.0;
-    let y = Tensor::from_slice(&labels).view([1, size as i64]).to_device(device);
-    Ok(TaskBatch { support_x: x.shallow_clone(), support_y: y.shallow_clone(), query_x: x, query_y: y })
 }

@@ -3,7 +3,7 @@
 /// One meta-learning algorithm: the name configs use, what it is, and its paper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AlgorithmInfo {
-    /// The name in configs and on command lines, e.g. `maml`.
+    /// The name in configs (`[meta.<name>]`, snake case), e.g. `meta_sgd`.
     pub name: &'static str,
     /// One line on what it does.
     pub summary: &'static str,
@@ -28,7 +28,7 @@ pub const ALGORITHMS: &[AlgorithmInfo] = &[
         module: "maml",
     },
     AlgorithmInfo {
-        name: "meta-sgd",
+        name: "meta_sgd",
         summary: "MAML with a learned inner learning rate per weight",
         paper: "Li, Zhou, Chen & Li 2017, Meta-SGD: Learning to Learn Quickly for Few-Shot Learning",
         module: "meta_sgd",
@@ -40,7 +40,7 @@ pub const ALGORITHMS: &[AlgorithmInfo] = &[
         module: "anil",
     },
     AlgorithmInfo {
-        name: "maml-plus-plus",
+        name: "maml_plus_plus",
         summary: "MAML with multi-step loss, per-layer per-step rates, per-step batch norm, \
                   derivative-order and cosine annealing",
         paper: "Antoniou, Edwards & Storkey 2019, How to train your MAML",
@@ -71,7 +71,7 @@ pub const ALGORITHMS: &[AlgorithmInfo] = &[
         module: "baseline",
     },
     AlgorithmInfo {
-        name: "baseline-plus-plus",
+        name: "baseline_plus_plus",
         summary: "Baseline with a cosine-similarity head",
         paper: "Chen, Liu, Kira, Wang & Huang 2019, A Closer Look at Few-shot Classification",
         module: "baseline",

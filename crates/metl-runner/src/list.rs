@@ -2,10 +2,8 @@
 //! configuration enums themselves are checked against (tests below), so the list never
 //! drifts from the code.
 
-use crate::{
-    experiment::{data::DATASETS, meta::ALGORITHMS},
-    zoo::BACKBONES,
-};
+use crate::{experiment::data::DATASETS, zoo::BACKBONES};
+use metl_meta::registry::ALGORITHMS;
 use metl_mtl::STRATEGIES;
 
 fn section(title: &str, key: &str, rows: &[(String, String)]) {
@@ -27,7 +25,9 @@ pub fn run() -> anyhow::Result<()> {
         DATASETS.iter().map(|(n, kind, d)| (n.to_string(), format!("[{kind}] {d}"))).collect();
     section("datasets", "[data.<name>]", &datasets);
     section("models", "[model.<name>]", &rows(BACKBONES));
-    section("meta-learning algorithms", "[meta.<name>]", &rows(ALGORITHMS));
+    let algorithms: Vec<(String, String)> =
+        ALGORITHMS.iter().map(|a| (a.name.to_owned(), format!("{} ({})", a.summary, a.paper))).collect();
+    section("meta-learning algorithms", "[meta.<name>]", &algorithms);
     let strategies: Vec<(String, String)> = STRATEGIES
         .iter()
         .map(|s| (s.name.to_string(), format!("{} (needs {})", s.description, s.needs)))
@@ -66,6 +66,6 @@ mod tests {
     fn registries_list_exactly_the_configurable_variants() {
         assert_eq!(variants::<DataConfig>(), names(super::DATASETS.iter().map(|d| d.0)));
         assert_eq!(variants::<BackboneConfig>(), names(super::BACKBONES.iter().map(|d| d.0)));
-        assert_eq!(variants::<AlgorithmConfig>(), names(super::ALGORITHMS.iter().map(|d| d.0)));
+        assert_eq!(variants::<AlgorithmConfig>(), names(super::ALGORITHMS.iter().map(|a| a.name)));
     }
 }

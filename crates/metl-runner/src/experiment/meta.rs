@@ -20,7 +20,8 @@ use metl_models::{head::LinearHead, Classifier, Model, TaskLoss};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device};
 
-/// A meta-learning algorithm as configured in `[meta.<name>]`.
+/// A meta-learning algorithm as configured in `[meta.<name>]`; the names are those of
+/// [`metl_meta::registry::ALGORITHMS`] (checked by a test of `metl list`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum AlgorithmConfig {
@@ -39,30 +40,13 @@ pub enum AlgorithmConfig {
     /// Prototypical networks.
     Protonet(ProtoNetConfig),
     /// Matching networks.
-    MatchingNet(MatchingNetConfig),
+    Matching(MatchingNetConfig),
     /// The fine-tuning baseline: pre-train a classifier of all training classes, fit a new
     /// linear head on each support set.
     Baseline(BaselineConfig),
     /// Baseline++: the same with a cosine head (its `head` field is ignored).
     BaselinePlusPlus(BaselineConfig),
 }
-
-/// Names, papers and one-line descriptions of the algorithms, for `metl list`.
-pub const ALGORITHMS: &[(&str, &str)] = &[
-    ("maml", "MAML, second order; first_order = true for FOMAML (Finn et al. 2017)"),
-    ("fomaml", "first-order MAML (Finn et al. 2017)"),
-    ("meta_sgd", "Meta-SGD: learned per-parameter inner learning rates (Li et al. 2017)"),
-    ("anil", "ANIL: inner loop on the head only (Raghu et al. 2020)"),
-    (
-        "maml_plus_plus",
-        "MAML++: multi-step loss, per-step rates and BN, FO warm-up, cosine LR (Antoniou et al. 2019)",
-    ),
-    ("reptile", "Reptile: move θ toward the adapted weights (Nichol et al. 2018)"),
-    ("protonet", "prototypical networks, Euclidean or cosine (Snell et al. 2017)"),
-    ("matching_net", "matching networks without full-context embeddings (Vinyals et al. 2016)"),
-    ("baseline", "pre-train on all classes, fit a linear head per episode (Chen et al. 2019)"),
-    ("baseline_plus_plus", "Baseline++: the same with a cosine head (Chen et al. 2019)"),
-];
 
 impl AlgorithmConfig {
     /// The `[meta.<name>]` key.
@@ -75,7 +59,7 @@ impl AlgorithmConfig {
             AlgorithmConfig::MamlPlusPlus(_) => "maml_plus_plus",
             AlgorithmConfig::Reptile(_) => "reptile",
             AlgorithmConfig::Protonet(_) => "protonet",
-            AlgorithmConfig::MatchingNet(_) => "matching_net",
+            AlgorithmConfig::Matching(_) => "matching",
             AlgorithmConfig::Baseline(_) => "baseline",
             AlgorithmConfig::BaselinePlusPlus(_) => "baseline_plus_plus",
         }
@@ -90,7 +74,7 @@ impl AlgorithmConfig {
     /// Whether the algorithm classifies by comparing embeddings (no inner gradient steps,
     /// works with any number of ways at test time).
     pub fn is_metric(&self) -> bool {
-        matches!(self, AlgorithmConfig::Protonet(_) | AlgorithmConfig::MatchingNet(_))
+        matches!(self, AlgorithmConfig::Protonet(_) | AlgorithmConfig::Matching(_))
     }
 
     /// Whether it adapts by inner gradient steps (evaluation takes a step count).
@@ -107,7 +91,7 @@ impl AlgorithmConfig {
             AlgorithmConfig::Anil(c) => c.inner_steps,
             AlgorithmConfig::MamlPlusPlus(c) => c.inner_steps,
             AlgorithmConfig::Reptile(c) => c.inner_steps,
-            AlgorithmConfig::Protonet(_) | AlgorithmConfig::MatchingNet(_) => 0,
+            AlgorithmConfig::Protonet(_) | AlgorithmConfig::Matching(_) => 0,
             AlgorithmConfig::Baseline(_) | AlgorithmConfig::BaselinePlusPlus(_) => 100,
         }
     }
@@ -173,7 +157,7 @@ pub fn build_learner(
         let params = backbone.init(&vs.root())?;
         return match algorithm {
             AlgorithmConfig::Protonet(c) => boxed(ProtoNet::new(backbone, params, *c)),
-            AlgorithmConfig::MatchingNet(c) => boxed(MatchingNet::new(backbone, params, *c)),
+            AlgorithmConfig::Matching(c) => boxed(MatchingNet::new(backbone, params, *c)),
             _ => unreachable!("metric learners are handled above"),
         };
     }
@@ -214,7 +198,7 @@ fn build_gradient_learner<M: Model + 'static>(
         AlgorithmConfig::MamlPlusPlus(c) => boxed(MamlPlusPlus::new(model, params, loss, c.clone())),
         AlgorithmConfig::Reptile(c) => boxed(Reptile::new(model, params, loss, *c)),
         AlgorithmConfig::Protonet(_)
-        | AlgorithmConfig::MatchingNet(_)
+        | AlgorithmConfig::Matching(_)
         | AlgorithmConfig::Baseline(_)
         | AlgorithmConfig::BaselinePlusPlus(_) => {
             unreachable!("metric learners and baselines are built by build_learner")

@@ -5,5 +5,8 @@
 //! this library:
 //!
 //! - [`mtl_toy`]: the two-objective toy problem of CAGrad / Nash-MTL / FAMO.
+//! - [`models`]: meta-batches through the MLP, Conv4 and ResNet-12, per-task loop against
+//!   task-batched.
 
+pub mod models;
 pub mod mtl_toy;

@@ -18,6 +18,17 @@ struct Options {
     threads: i32,
 }
 
+/// The value of `flag`, a positive integer.
+fn positive<T: std::str::FromStr + PartialOrd + From<u8>>(
+    flag: &str,
+    value: Option<String>,
+) -> Result<T, String> {
+    value
+        .and_then(|v| v.parse().ok())
+        .filter(|v| *v >= T::from(1))
+        .ok_or_else(|| format!("{flag}: expected a positive integer"))
+}
+
 fn parse_args() -> Result<Options, String> {
     let mut options = Options { device: Device::Cpu, reps: 5, threads: 2 };
     let mut args = std::env::args().skip(1);
@@ -30,20 +41,8 @@ fn parse_args() -> Result<Options, String> {
                     other => return Err(format!("--device {other:?}: expected cpu or cuda")),
                 }
             }
-            "--reps" => {
-                options.reps = args
-                    .next()
-                    .and_then(|r| r.parse().ok())
-                    .filter(|&r| r > 0)
-                    .ok_or("--reps: expected a positive integer")?
-            }
-            "--threads" => {
-                options.threads = args
-                    .next()
-                    .and_then(|r| r.parse().ok())
-                    .filter(|&r| r > 0)
-                    .ok_or("--threads: expected a positive integer")?
-            }
+            "--reps" => options.reps = positive("--reps", args.next())?,
+            "--threads" => options.threads = positive("--threads", args.next())?,
             other => {
                 return Err(format!(
                     "unknown argument `{other}`; usage: models_speed [--device cpu|cuda] [--reps N] [--threads N]"

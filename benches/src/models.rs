@@ -83,43 +83,44 @@ impl MetaBatch {
 
     /// Conv4 + linear head, Omniglot 5-way 1-shot 28×28 with 15 queries per class.
     pub fn conv4_omniglot(device: Device, tasks: i64) -> Self {
-        let vs = nn::VarStore::new(device);
         let backbone =
             Conv4Config::new(1).with_batch_norm(BatchNormConfig::batch()).build().expect("valid Conv4");
         let net = Classifier::new(backbone, LinearHead::new(64, 5).expect("valid head"));
-        let theta = net.init(&vs.root()).expect("fresh parameters");
-        let images = |n| Tensor::rand([tasks, n, 1, 28, 28], (Kind::Float, device));
-        Self {
-            name: "conv4_omniglot",
-            model: Box::new(net),
-            theta,
-            _vs: vs,
-            support: (images(5), labels(tasks, 5, 1, device)),
-            query: (images(75), labels(tasks, 5, 15, device)),
-            loss: TaskLoss::CrossEntropy,
-            inner_lr: 0.4,
-        }
+        Self::five_way("conv4_omniglot", Box::new(net), device, tasks, [1, 28, 28], 15, 0.4)
     }
 
     /// ResNet-12 + linear head, 5-way 1-shot 84×84 with one query per class.
     pub fn resnet12_mini_imagenet(device: Device, tasks: i64) -> Self {
-        let vs = nn::VarStore::new(device);
         let backbone = ResNet12Config::default()
             .with_batch_norm(BatchNormConfig::batch())
             .build()
             .expect("valid ResNet-12");
         let net = Classifier::new(backbone, LinearHead::new(640, 5).expect("valid head"));
-        let theta = net.init(&vs.root()).expect("fresh parameters");
-        let images = |n| Tensor::rand([tasks, n, 3, 84, 84], (Kind::Float, device));
+        Self::five_way("resnet12_mini_imagenet", Box::new(net), device, tasks, [3, 84, 84], 1, 0.01)
+    }
+
+    /// A 5-way 1-shot classification meta-batch of random `image` inputs.
+    fn five_way(
+        name: &'static str,
+        model: Box<dyn Model>,
+        device: Device,
+        tasks: i64,
+        image: [i64; 3],
+        queries_per_class: i64,
+        inner_lr: f64,
+    ) -> Self {
+        let vs = nn::VarStore::new(device);
+        let theta = model.init(&vs.root()).expect("fresh parameters");
+        let images = |n| Tensor::rand([tasks, n, image[0], image[1], image[2]], (Kind::Float, device));
         Self {
-            name: "resnet12_mini_imagenet",
-            model: Box::new(net),
+            name,
+            model,
             theta,
             _vs: vs,
             support: (images(5), labels(tasks, 5, 1, device)),
-            query: (images(5), labels(tasks, 5, 1, device)),
+            query: (images(5 * queries_per_class), labels(tasks, 5, queries_per_class, device)),
             loss: TaskLoss::CrossEntropy,
-            inner_lr: 0.01,
+            inner_lr,
         }
     }
 

@@ -18,12 +18,10 @@
 //! PyTorch initialises `nn.Conv2d` and `nn.BatchNorm2d`.
 
 use crate::{
-    batch_norm::{collect_buffers, load_all_buffers, BatchNorm, BatchNormConfig},
+    batch_norm::{BatchNorm, BatchNormConfig},
+    conv_net::ConvNet,
     error::{ModelError, Result},
-    layers::{
-        flatten_task_channels, images_to_conv_format, images_to_task_channels, in_task_chunks, max_pool2,
-        Conv2d, Layout, WeightInit,
-    },
+    layers::{flatten_task_channels, max_pool2, Conv2d, Layout, WeightInit},
     params::ParamsBuilder,
     staged::StagedModel,
     Mode, Model, Params,
@@ -195,70 +193,30 @@ impl Conv4 {
             }
         }
     }
+}
 
-    /// The bytes of one task's largest activation (the first convolution's output) for
-    /// task-stacked images `x` `[T, B, C, H, W]`.
-    fn largest_activation_bytes(&self, x: &Tensor) -> usize {
-        let s = x.size();
-        let (h, w) = (self.convs[0].output_size(s[3]), self.convs[0].output_size(s[4]));
-        (s[1] * self.config.hidden * h * w) as usize * x.kind().elt_size_in_bytes()
-    }
-
-    fn run(&self, params: &Params, x: &Tensor, mode: Mode, tasks: bool) -> Tensor {
-        if tasks {
-            return in_task_chunks(params, x, self.largest_activation_bytes(x), |p, x| {
-                self.run_layout(p, x, mode, true)
-            });
+impl ConvNet for Conv4 {
+    fn init_params(&self, builder: &mut ParamsBuilder<'_>) -> Result<()> {
+        for (conv, bn) in self.convs.iter().zip(&self.bns) {
+            conv.init(builder, WeightInit::TorchDefault)?;
+            bn.init(builder)?;
         }
-        self.run_layout(params, x, mode, false)
+        Ok(())
     }
 
-    fn run_layout(&self, params: &Params, x: &Tensor, mode: Mode, tasks: bool) -> Tensor {
-        let (layout, mut h) = if tasks {
-            (Layout::Tasks(x.size()[0]), images_to_task_channels(x, self.largest_activation_bytes(x)))
-        } else {
-            (Layout::Single, images_to_conv_format(x, self.largest_activation_bytes(&x.unsqueeze(0))))
-        };
+    fn blocks_and_features(&self, params: &Params, mut h: Tensor, mode: Mode, layout: Layout) -> Tensor {
         for i in 0..self.config.blocks {
             h = self.block(params, i, &h, mode, layout);
         }
         self.features(&h, layout)
     }
-}
 
-impl Model for Conv4 {
-    fn init(&self, path: &nn::Path<'_>) -> Result<Params> {
-        let mut builder = ParamsBuilder::new(path);
-        for (conv, bn) in self.convs.iter().zip(&self.bns) {
-            conv.init(&mut builder, WeightInit::TorchDefault)?;
-            bn.init(&mut builder)?;
-        }
-        builder.build()
+    fn largest_activation(&self, height: i64, width: i64) -> (i64, i64, i64) {
+        (self.config.hidden, self.convs[0].output_size(height), self.convs[0].output_size(width))
     }
 
-    fn forward(&self, params: &Params, x: &Tensor, train: bool) -> Tensor {
-        self.run(params, x, Mode::new(train, 0), false)
-    }
-
-    fn forward_at_step(&self, params: &Params, x: &Tensor, train: bool, step: usize) -> Tensor {
-        self.run(params, x, Mode::new(train, step), false)
-    }
-
-    /// Grouped convolutions over `[B, T·C, H, W]` (see [`crate::layers`]).
-    fn forward_tasks(&self, params: &Params, x: &Tensor, train: bool) -> Tensor {
-        self.run(params, x, Mode::new(train, 0), true)
-    }
-
-    fn forward_tasks_at_step(&self, params: &Params, x: &Tensor, train: bool, step: usize) -> Tensor {
-        self.run(params, x, Mode::new(train, step), true)
-    }
-
-    fn buffers(&self) -> Params {
-        collect_buffers(&self.bns)
-    }
-
-    fn load_buffers(&self, buffers: &Params) -> Result<()> {
-        load_all_buffers(&self.bns, buffers)
+    fn batch_norms(&self) -> Vec<&BatchNorm> {
+        self.bns.iter().collect()
     }
 }
 

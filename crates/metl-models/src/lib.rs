@@ -57,6 +57,7 @@ pub mod batch_norm;
 pub mod batching;
 pub mod classifier;
 pub mod conv4;
+mod conv_net;
 pub mod error;
 pub mod gradcheck;
 pub mod head;

@@ -23,12 +23,10 @@
 //! fan-out, gain √2), batch norm with γ = 1, β = 0.
 
 use crate::{
-    batch_norm::{collect_buffers, load_all_buffers, BatchNorm, BatchNormConfig},
+    batch_norm::{BatchNorm, BatchNormConfig},
+    conv_net::ConvNet,
     error::{ModelError, Result},
-    layers::{
-        flatten_task_channels, images_to_conv_format, images_to_task_channels, in_task_chunks, max_pool2,
-        Conv2d, Layout, WeightInit,
-    },
+    layers::{flatten_task_channels, max_pool2, Conv2d, Layout, WeightInit},
     params::ParamsBuilder,
     staged::StagedModel,
     Mode, Model, Params,
@@ -208,68 +206,26 @@ impl ResNet12 {
             Layout::Tasks(t) => flatten_task_channels(&h, t),
         }
     }
+}
 
-    /// The bytes of one task's largest activation (the first block's convolution outputs)
-    /// for task-stacked images `x` `[T, B, C, H, W]`.
-    fn largest_activation_bytes(&self, x: &Tensor) -> usize {
-        let s = x.size();
-        (s[1] * self.config.channels[0] * s[3] * s[4]) as usize * x.kind().elt_size_in_bytes()
+impl ConvNet for ResNet12 {
+    fn init_params(&self, builder: &mut ParamsBuilder<'_>) -> Result<()> {
+        self.blocks.iter().try_for_each(|block| block.init(builder))
     }
 
-    fn run(&self, params: &Params, x: &Tensor, mode: Mode, tasks: bool) -> Tensor {
-        if tasks {
-            return in_task_chunks(params, x, self.largest_activation_bytes(x), |p, x| {
-                self.run_layout(p, x, mode, true)
-            });
-        }
-        self.run_layout(params, x, mode, false)
-    }
-
-    fn run_layout(&self, params: &Params, x: &Tensor, mode: Mode, tasks: bool) -> Tensor {
-        let (layout, mut h) = if tasks {
-            (Layout::Tasks(x.size()[0]), images_to_task_channels(x, self.largest_activation_bytes(x)))
-        } else {
-            (Layout::Single, images_to_conv_format(x, self.largest_activation_bytes(&x.unsqueeze(0))))
-        };
+    fn blocks_and_features(&self, params: &Params, mut h: Tensor, mode: Mode, layout: Layout) -> Tensor {
         for block in &self.blocks {
             h = block.forward(params, &h, mode, layout, self.config.negative_slope);
         }
         self.features(&h, layout)
     }
-}
 
-impl Model for ResNet12 {
-    fn init(&self, path: &nn::Path<'_>) -> Result<Params> {
-        let mut builder = ParamsBuilder::new(path);
-        for block in &self.blocks {
-            block.init(&mut builder)?;
-        }
-        builder.build()
+    fn largest_activation(&self, height: i64, width: i64) -> (i64, i64, i64) {
+        (self.config.channels[0], height, width)
     }
 
-    fn forward(&self, params: &Params, x: &Tensor, train: bool) -> Tensor {
-        self.run(params, x, Mode::new(train, 0), false)
-    }
-
-    fn forward_at_step(&self, params: &Params, x: &Tensor, train: bool, step: usize) -> Tensor {
-        self.run(params, x, Mode::new(train, step), false)
-    }
-
-    /// Grouped convolutions over `[B, T·C, H, W]` (see [`crate::layers`]).
-    fn forward_tasks(&self, params: &Params, x: &Tensor, train: bool) -> Tensor {
-        self.run(params, x, Mode::new(train, 0), true)
-    }
-
-    fn forward_tasks_at_step(&self, params: &Params, x: &Tensor, train: bool, step: usize) -> Tensor {
-        self.run(params, x, Mode::new(train, step), true)
-    }
-
-    fn buffers(&self) -> Params {
-        collect_buffers(self.blocks.iter().flat_map(ResidualBlock::batch_norms))
-    }
-
-    fn load_buffers(&self, buffers: &Params) -> Result<()> {
-        load_all_buffers(self.blocks.iter().flat_map(ResidualBlock::batch_norms), buffers)
+    fn batch_norms(&self) -> Vec<&BatchNorm> {
+        self.blocks.iter().flat_map(ResidualBlock::batch_norms).collect()
     }
 }
 

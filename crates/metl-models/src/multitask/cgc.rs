@@ -3,7 +3,7 @@
 
 use super::{
     decoder_task,
-    experts::{check_heads, input_size, mix, Experts, Gate},
+    experts::{check_heads, input_size, mix, ExpertGroups, Gate},
     heads, indexed, MultiTaskModel,
 };
 use crate::{
@@ -59,8 +59,7 @@ pub(super) fn check_expert_counts(
 /// outputs `[E_s, B, ...]`; `decode` runs the task experts on `x`.
 #[derive(Debug, Clone)]
 pub struct Cgc<E, H> {
-    shared: Experts<E>,
-    specific: Vec<Experts<E>>,
+    experts: ExpertGroups<E>,
     gates: Vec<Gate>,
     heads: Vec<H>,
 }
@@ -75,10 +74,7 @@ impl<E: Model + Clone, H: Model> Cgc<E, H> {
         let tasks = heads.len();
         let n = config.shared_experts + config.task_experts;
         Ok(Self {
-            shared: Experts::new("experts_shared", expert, config.shared_experts),
-            specific: (0..tasks)
-                .map(|t| Experts::new(format!("experts_specific.{t}"), expert, config.task_experts))
-                .collect(),
+            experts: ExpertGroups::new(expert, config.shared_experts, config.task_experts, tasks),
             gates: (0..tasks).map(|t| Gate::new(&format!("gate_specific.{t}"), d, n)).collect(),
             heads,
         })
@@ -91,10 +87,7 @@ impl<E: Model + Clone, H: Model> MultiTaskModel for Cgc<E, H> {
     }
 
     fn init(&self, path: &nn::Path<'_>) -> Result<Params> {
-        let mut params = self.shared.init(path)?;
-        for experts in &self.specific {
-            params = params.merge(&experts.init(path)?)?;
-        }
+        let params = self.experts.init(path)?;
         let mut builder = ParamsBuilder::new(path);
         for gate in &self.gates {
             gate.init(&mut builder)?;
@@ -109,13 +102,14 @@ impl<E: Model + Clone, H: Model> MultiTaskModel for Cgc<E, H> {
     }
 
     fn encode(&self, params: &Params, x: &Tensor, train: bool) -> Tensor {
-        self.shared.forward(params, x, train)
+        self.experts.shared.forward(params, x, train)
     }
 
     fn decode(&self, params: &Params, x: &Tensor, z: &Tensor, train: bool) -> Vec<Tensor> {
         (0..self.heads.len())
             .map(|t| {
-                let all = Tensor::cat(&[z.shallow_clone(), self.specific[t].forward(params, x, train)], 0);
+                let all =
+                    Tensor::cat(&[z.shallow_clone(), self.experts.specific[t].forward(params, x, train)], 0);
                 let mixed = mix(&all, &self.gates[t].weights(params, x));
                 heads::forward(&self.heads, params, t, &mixed, train)
             })
@@ -123,15 +117,11 @@ impl<E: Model + Clone, H: Model> MultiTaskModel for Cgc<E, H> {
     }
 
     fn buffers(&self) -> Params {
-        let sets = std::iter::once(self.shared.buffers())
-            .chain(self.specific.iter().map(Experts::buffers))
-            .chain(std::iter::once(heads::buffers(&self.heads)));
-        super::concat(sets).expect("prefixes keep names apart")
+        self.experts.buffers().merge(&heads::buffers(&self.heads)).expect("prefixes keep names apart")
     }
 
     fn load_buffers(&self, buffers: &Params) -> Result<()> {
-        self.shared.load_buffers(buffers)?;
-        self.specific.iter().try_for_each(|e| e.load_buffers(buffers))?;
+        self.experts.load_buffers(buffers)?;
         heads::load_buffers(&self.heads, buffers)
     }
 }

@@ -79,6 +79,39 @@ impl<E: StagedModel + Clone> Experts<E> {
     }
 }
 
+/// Shared experts `experts_shared.{e}` and each task's experts `experts_specific.{t}.{e}`
+/// (CGC, PLE).
+#[derive(Debug, Clone)]
+pub(crate) struct ExpertGroups<E> {
+    pub shared: Experts<E>,
+    pub specific: Vec<Experts<E>>,
+}
+
+impl<E: Model + Clone> ExpertGroups<E> {
+    pub(crate) fn new(expert: &E, shared: usize, per_task: usize, tasks: usize) -> Self {
+        Self {
+            shared: Experts::new("experts_shared", expert, shared),
+            specific: (0..tasks)
+                .map(|t| Experts::new(format!("experts_specific.{t}"), expert, per_task))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn init(&self, path: &nn::Path<'_>) -> Result<Params> {
+        let groups = std::iter::once(&self.shared).chain(&self.specific);
+        groups.map(|g| g.init(path)).try_fold(Params::empty(), |acc, p| acc.merge(&p?))
+    }
+
+    pub(crate) fn buffers(&self) -> Params {
+        let groups = std::iter::once(&self.shared).chain(&self.specific);
+        super::concat(groups.map(Experts::buffers)).expect("prefixes keep names apart")
+    }
+
+    pub(crate) fn load_buffers(&self, buffers: &Params) -> Result<()> {
+        std::iter::once(&self.shared).chain(&self.specific).try_for_each(|g| g.load_buffers(buffers))
+    }
+}
+
 /// A softmax gate `g(x) = softmax(W flatten(x) + b)` over `n` experts, parameters
 /// `{prefix}.0.weight` `[n, D]` and `{prefix}.0.bias` `[n]` (LibMTL's
 /// `nn.Sequential(nn.Linear(D, n), nn.Softmax(-1))`).

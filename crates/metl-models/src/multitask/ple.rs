@@ -4,7 +4,7 @@
 use super::{
     cgc::check_expert_counts,
     decoder_task,
-    experts::{check_heads, input_size, mix, Experts, Gate},
+    experts::{check_heads, input_size, mix, ExpertGroups, Gate},
     heads, indexed, MultiTaskModel,
 };
 use crate::{error::Result, params::ParamsBuilder, staged::StagedModel, Mode, Model, Params};
@@ -63,8 +63,7 @@ impl PleConfig {
 /// returns the stacked `finish(g^L_t)` `[T, B, F]`.
 #[derive(Debug, Clone)]
 pub struct Ple<E, H> {
-    shared: Experts<E>,
-    specific: Vec<Experts<E>>,
+    experts: ExpertGroups<E>,
     task_gates: Vec<Vec<Gate>>,
     shared_gates: Vec<Gate>,
     heads: Vec<H>,
@@ -97,8 +96,7 @@ impl<E: StagedModel + Clone, H: Model> Ple<E, H> {
             Vec::new()
         };
         Ok(Self {
-            shared: Experts::new("experts_shared", expert, es),
-            specific: (0..tasks).map(|t| Experts::new(format!("experts_specific.{t}"), expert, et)).collect(),
+            experts: ExpertGroups::new(expert, es, et, tasks),
             task_gates,
             shared_gates,
             heads,
@@ -112,7 +110,7 @@ impl<E: StagedModel + Clone, H: Model> Ple<E, H> {
     }
 
     fn finish(&self, h: &Tensor) -> Tensor {
-        self.shared.first().expect("at least one shared expert").finish(h)
+        self.experts.shared.first().expect("at least one shared expert").finish(h)
     }
 }
 
@@ -126,10 +124,7 @@ impl<E: StagedModel + Clone, H: Model> MultiTaskModel for Ple<E, H> {
     }
 
     fn init(&self, path: &nn::Path<'_>) -> Result<Params> {
-        let mut params = self.shared.init(path)?;
-        for experts in &self.specific {
-            params = params.merge(&experts.init(path)?)?;
-        }
+        let params = self.experts.init(path)?;
         let mut builder = ParamsBuilder::new(path);
         for gate in self.task_gates.iter().flatten().chain(&self.shared_gates) {
             gate.init(&mut builder)?;
@@ -159,12 +154,12 @@ impl<E: StagedModel + Clone, H: Model> MultiTaskModel for Ple<E, H> {
         let mut task_inputs: Vec<Tensor> = (0..tasks).map(|_| x.shallow_clone()).collect();
         let mut shared_input = x.shallow_clone();
         for l in 0..self.levels {
-            let shared_on = |h: &Tensor| self.shared.forward_stage(params, l, h, mode);
+            let shared_on = |h: &Tensor| self.experts.shared.forward_stage(params, l, h, mode);
             let shared_out = if self.shared_gates.is_empty() { Vec::new() } else { shared_on(&shared_input) };
             let mut all_task_out = Vec::new();
             let mut next = Vec::with_capacity(tasks);
             for (t, input) in task_inputs.iter().enumerate() {
-                let own = self.specific[t].forward_stage(params, l, input, mode);
+                let own = self.experts.specific[t].forward_stage(params, l, input, mode);
                 let mut candidates =
                     if self.shared_gates.is_empty() { shared_on(input) } else { shallow(&shared_out) };
                 candidates.extend(shallow(&own));
@@ -189,15 +184,11 @@ impl<E: StagedModel + Clone, H: Model> MultiTaskModel for Ple<E, H> {
     }
 
     fn buffers(&self) -> Params {
-        let sets = std::iter::once(self.shared.buffers())
-            .chain(self.specific.iter().map(Experts::buffers))
-            .chain(std::iter::once(heads::buffers(&self.heads)));
-        super::concat(sets).expect("prefixes keep names apart")
+        self.experts.buffers().merge(&heads::buffers(&self.heads)).expect("prefixes keep names apart")
     }
 
     fn load_buffers(&self, buffers: &Params) -> Result<()> {
-        self.shared.load_buffers(buffers)?;
-        self.specific.iter().try_for_each(|e| e.load_buffers(buffers))?;
+        self.experts.load_buffers(buffers)?;
         heads::load_buffers(&self.heads, buffers)
     }
 }

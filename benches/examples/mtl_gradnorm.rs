@@ -11,13 +11,14 @@
 //! Options: `--tasks` (default `2,10`: σ = [1, 100], and ten σ geometric from 1 to 100),
 //! `--steps` (default 10000, 100 epochs of the 10,000 training samples), `--batch` (100),
 //! `--lr` (Adam, 1e-3), `--gradnorm-alpha` (0.12, the paper's value for this problem),
-//! `--eval-every` (100 steps), `--strategies` (default all), `--out`.
+//! `--eval-every` (100 steps), `--strategies` (default all), `--threads` (libtorch threads,
+//! 2; use 1 on a machine shared with other jobs), `--out`.
 //! Outputs: `losses_T{T}.png` (test loss of every task relative to its initial value, log
 //! scale), `weights_T{T}.png`, `results.json`, `table.md`.
 
 use metl_data::{
-    multitask::{MultiTaskLoader, SyntheticRegression, SyntheticRegressionConfig},
-    MultiTaskDataset, Split,
+    multitask::{SyntheticRegression, SyntheticRegressionConfig},
+    MultiTaskBatch, MultiTaskDataset, Split,
 };
 use metl_models::{
     mlp::MlpConfig,
@@ -27,7 +28,7 @@ use metl_models::{
 use metl_mtl::{registry::STRATEGIES, MtlStep, Setup, StrategyConfig};
 use metl_runner::plot::{colors, draw_panels, Mark, Panel, Series};
 use std::{fmt::Write as _, path::PathBuf};
-use tch::{nn, Device, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 struct Args {
     tasks: Vec<usize>,
@@ -37,6 +38,7 @@ struct Args {
     gradnorm_alpha: f64,
     eval_every: usize,
     strategies: Vec<String>,
+    threads: i32,
     out: PathBuf,
 }
 
@@ -49,6 +51,7 @@ fn parse_args() -> Result<Args, String> {
         gradnorm_alpha: 0.12,
         eval_every: 100,
         strategies: STRATEGIES.iter().map(|s| s.name.to_owned()).collect(),
+        threads: 2,
         out: PathBuf::from("runs/mtl_gradnorm"),
     };
     let mut it = std::env::args().skip(1);
@@ -66,6 +69,7 @@ fn parse_args() -> Result<Args, String> {
             "--gradnorm-alpha" => args.gradnorm_alpha = value.parse().map_err(|e| bad(&e))?,
             "--eval-every" => args.eval_every = value.parse().map_err(|e| bad(&e))?,
             "--strategies" => args.strategies = value.split(',').map(str::to_owned).collect(),
+            "--threads" => args.threads = value.parse().map_err(|e| bad(&e))?,
             "--out" => args.out = PathBuf::from(value),
             _ => return Err(format!("unknown option {flag}")),
         }
@@ -100,21 +104,37 @@ fn train(args: &Args, data: &SyntheticRegression, name: &str) -> Curves {
         variables.sort_by(|a, b| a.0.cmp(&b.0));
         let mut adam = Adam::new(&Params::from_named(variables)?, AdamConfig::with_lr(args.lr))?;
         let mut trainer = MtlStep::new(model, params, vec![TaskLoss::Mse; t], strategy)?;
-        let test_indices: Vec<usize> = (0..data.len(Split::Test)).collect();
-        let test = data.batch(Split::Test, &test_indices, Device::Cpu)?;
-        let mut loader = MultiTaskLoader::new(data, Split::Train, args.batch, Some(1))?;
-        let mut val_loader = MultiTaskLoader::new(data, Split::Val, args.batch, Some(2))?;
+        // Whole splits in memory (the generator computes targets on the fly, which would
+        // dominate the step time); shuffled mini-batches of the training split per epoch.
+        let all = |split: Split| data.batch(split, &(0..data.len(split)).collect::<Vec<_>>(), Device::Cpu);
+        let (train_all, val_all, test) = (all(Split::Train)?, all(Split::Val)?, all(Split::Test)?);
+        let n = train_all.len() as i64;
+        let batches_per_epoch = n / args.batch as i64;
+        let pick = |b: &MultiTaskBatch, rows: &Tensor| MultiTaskBatch {
+            inputs: b.inputs.index_select(0, rows),
+            targets: b.targets.iter().map(|t| t.index_select(0, rows)).collect(),
+            mask: b.mask.index_select(0, rows),
+            task_ids: None,
+        };
+        let needs_validation = trainer.strategy().needs().validation;
+        let mut order = Tensor::randperm(n, (Kind::Int64, Device::Cpu));
         let mut window = vec![0.0; t];
         curves.losses.push((0, trainer.evaluate(&test)?.0));
         for step in 1..=args.steps {
-            let epoch = loader.epoch();
-            let batch = loader.next_batch(Device::Cpu)?;
-            let val = val_loader.next_batch(Device::Cpu)?;
-            let report = trainer.step(&batch, &mut adam, Some(&val))?;
-            window.iter_mut().zip(&report.weights).for_each(|(a, w)| *a += w);
-            if loader.epoch() > epoch {
+            let in_epoch = (step as i64 - 1) % batches_per_epoch;
+            if in_epoch == 0 && step > 1 {
                 trainer.end_epoch();
+                order = Tensor::randperm(n, (Kind::Int64, Device::Cpu));
             }
+            let batch = pick(&train_all, &order.narrow(0, in_epoch * args.batch as i64, args.batch as i64));
+            let val = needs_validation.then(|| {
+                pick(
+                    &val_all,
+                    &Tensor::randint(val_all.len() as i64, [args.batch as i64], (Kind::Int64, Device::Cpu)),
+                )
+            });
+            let report = trainer.step(&batch, &mut adam, val.as_ref())?;
+            window.iter_mut().zip(&report.weights).for_each(|(a, w)| *a += w);
             if step % args.eval_every == 0 || step == args.steps {
                 curves.losses.push((step, trainer.evaluate(&test)?.0));
                 let n = (step - curves.weights.last().map_or(0, |w| w.0)) as f64;
@@ -131,7 +151,7 @@ fn train(args: &Args, data: &SyntheticRegression, name: &str) -> Curves {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
     std::fs::create_dir_all(&args.out)?;
-    tch::set_num_threads(2);
+    tch::set_num_threads(args.threads);
     let mut json = serde_json::Map::new();
     let mut table = String::new();
     for &t in &args.tasks {

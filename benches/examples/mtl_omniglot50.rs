@@ -16,6 +16,7 @@
 //! papers used the 105×105 originals), `--archs` (`single,hard,mmoe`), `--strategies`
 //! (comma-separated or `all`; default `ew`), `--experts` (MMoE experts, 4), `--steps`
 //! (20000; single-task models train `--single-steps`, default 2000 each), `--batch` (256),
+//! `--threads` (libtorch threads, 2),
 //! `--lr` (Adam, 1e-3), `--eval-every` (1000), `--device` (`cpu`, `cuda`, `cuda:N`), `--out`.
 //! Writes `results.json` and `table.md`.
 
@@ -50,6 +51,7 @@ struct Args {
     lr: f64,
     eval_every: usize,
     device: Device,
+    threads: i32,
     out: PathBuf,
 }
 
@@ -66,6 +68,7 @@ fn parse_args() -> Result<Args, String> {
         lr: 1e-3,
         eval_every: 1_000,
         device: Device::Cpu,
+        threads: 2,
         out: PathBuf::from("runs/mtl_omniglot50"),
     };
     let mut it = std::env::args().skip(1);
@@ -98,6 +101,7 @@ fn parse_args() -> Result<Args, String> {
                     ),
                 }
             }
+            "--threads" => args.threads = value.parse().map_err(|e| bad(&e))?,
             "--out" => args.out = PathBuf::from(value),
             _ => return Err(format!("unknown option {flag}")),
         }
@@ -184,8 +188,8 @@ fn train<M: MultiTaskModel>(
     let mut best = (f64::INFINITY, Vec::new(), 0);
     for step in 1..=steps {
         let batch = next_batch()?;
-        let val_batch = next_batch()?;
-        trainer.step(&batch, &mut adam, Some(&val_batch))?;
+        let val_batch = if trainer.strategy().needs().validation { Some(next_batch()?) } else { None };
+        trainer.step(&batch, &mut adam, val_batch.as_ref())?;
         if step % args.eval_every == 0 || step == steps {
             let v = mean(&task_errors(trainer.model(), trainer.params(), val));
             if v < best.0 {
@@ -200,6 +204,7 @@ fn train<M: MultiTaskModel>(
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
     std::fs::create_dir_all(&args.out)?;
+    tch::set_num_threads(args.threads);
     let started = std::time::Instant::now();
     let data = Omniglot50::load(
         OmniglotConfig { image_size: args.image_size, ..OmniglotConfig::new(&args.data_dir) },
@@ -230,7 +235,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match arch.as_str() {
             "single" => {
                 // One hard-sharing network with a single head per task, on that task's rows.
-                let mut errors = vec![0.0; t];
+                let mut errors = Vec::with_capacity(t);
                 let ids = train_all.task_ids.as_ref().ok_or("Omniglot-50 batches carry task ids")?;
                 for task in 0..t {
                     tch::manual_seed(task as i64);
@@ -242,7 +247,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         mask: b.mask.narrow(1, task as i64, 1),
                         task_ids: None,
                     };
-                    let (val_t, test_t) = (single(&val), single(&test));
+                    let own_rows =
+                        |b: &MultiTaskBatch| -> Result<MultiTaskBatch, Box<dyn std::error::Error>> {
+                            let ids = b.task_ids.as_ref().ok_or("Omniglot-50 batches carry task ids")?;
+                            Ok(single(&rows(b, &ids.eq(task as i64).nonzero().squeeze_dim(1))))
+                        };
+                    let (val_t, test_t) = (own_rows(&val)?, own_rows(&test)?);
                     let vs = nn::VarStore::new(args.device);
                     let model = HardSharing::new(conv4.clone(), heads(Some(task))?);
                     let params = model.init(&vs.root().sub("model"))?;
@@ -257,7 +267,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         &val_t,
                         &test_t,
                     )?;
-                    errors[task] = e[0];
+                    errors.push(e[0]);
                     eprintln!("single-task {task}: test error {:.2} %", 100.0 * e[0]);
                 }
                 writeln!(

@@ -1,76 +1,48 @@
 //! CPU time per multi-task training step (one thread), for comparisons on a busy machine
-//! where wall-clock benchmarks are meaningless: same workload as `benches/mtl_step.rs`.
+//! where wall-clock benchmarks are meaningless: the workload of `benches/mtl_step.rs`
+//! (`metl_benches::mtl_workload`).
 //!
 //! `cargo run --release -p metl-benches --example mtl_step_cputime -- 10,40 ew,pcgrad,mgda_ub 100`
+//! (`all` for every strategy); `mtl_step_cputime_reference.py` beside this file times the
+//! PyTorch reference the same way.
 
-use metl_data::MultiTaskBatch;
-use metl_models::{
-    mlp::MlpConfig,
-    optim::{Adam, AdamConfig},
-    HardSharing, MultiTaskModel, Params, TaskLoss,
-};
-use metl_mtl::{MtlStep, Setup, StrategyConfig};
-use tch::{nn, Device, Kind, Tensor};
+use metl_benches::mtl_workload::{batches, workload};
 
 /// User + system CPU seconds of this process (`/proc/self/stat`, clock ticks of 10 ms).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("procfs");
-    let fields: Vec<&str> = stat.rsplit_once(')').expect("comm").1.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    ticks / 100.0
+fn cpu_seconds() -> Result<f64, Box<dyn std::error::Error>> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').ok_or("unexpected /proc/self/stat")?.1.split_whitespace().collect();
+    Ok((fields[11].parse::<f64>()? + fields[12].parse::<f64>()?) / 100.0)
 }
 
-fn batches(tasks: usize, count: usize) -> Vec<MultiTaskBatch> {
-    tch::manual_seed(0);
-    let opts = (Kind::Float, Device::Cpu);
-    let teacher_in = Tensor::randn([64, 32], opts) / 8.0;
-    let teacher_out = Tensor::randn([32, tasks as i64], opts) / 32f64.sqrt();
-    (0..count)
-        .map(|_| {
-            let x = Tensor::randn([256, 64], opts);
-            let y = x.matmul(&teacher_in).tanh().matmul(&teacher_out)
-                + Tensor::randn([256, tasks as i64], opts) * 0.1;
-            MultiTaskBatch::fully_labelled(x, (0..tasks as i64).map(|t| y.narrow(1, t, 1)).collect())
-        })
-        .collect()
-}
-
-fn main() {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let tasks: Vec<usize> = args[1].split(',').map(|s| s.parse().unwrap()).collect();
+    if args.len() != 4 {
+        return Err("usage: mtl_step_cputime <T,T,...> <strategy,...|all> <steps>".into());
+    }
+    let tasks: Vec<usize> = args[1].split(',').map(str::parse).collect::<Result<_, _>>()?;
     let names: Vec<&str> = if args[2] == "all" {
         metl_mtl::registry::STRATEGIES.iter().map(|s| s.name).collect()
     } else {
         args[2].split(',').collect()
     };
-    let steps: usize = args[3].parse().unwrap();
+    let steps: usize = args[3].parse()?;
     tch::set_num_threads(1);
     for &t in &tasks {
         let data = batches(t, 8);
         for name in &names {
-            let vs = nn::VarStore::new(Device::Cpu);
-            let model = HardSharing::new(
-                MlpConfig::new([64, 256, 256]).build().unwrap(),
-                (0..t).map(|_| MlpConfig::new([256, 1]).build().unwrap()).collect(),
-            );
-            let params = model.init(&vs.root().sub("model")).unwrap();
-            let strategy = StrategyConfig::default_for(name)
-                .unwrap()
-                .build(&Setup { num_tasks: t, path: vs.root().sub("mtl"), seed: 0 })
-                .unwrap();
-            let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-            variables.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut adam =
-                Adam::new(&Params::from_named(variables).unwrap(), AdamConfig::with_lr(1e-3)).unwrap();
-            let mut trainer = MtlStep::new(model, params, vec![TaskLoss::Mse; t], strategy).unwrap();
+            let mut w = workload(name, t)?;
+            let mut run =
+                |i: usize| w.trainer.step(&data[i % 8], &mut w.adam, Some(&data[(i + 1) % 8])).map(|_| ());
             for i in 0..5 {
-                trainer.step(&data[i % 8], &mut adam, Some(&data[(i + 1) % 8])).unwrap();
+                run(i)?;
             }
-            let start = cpu_seconds();
+            let start = cpu_seconds()?;
             for i in 0..steps {
-                trainer.step(&data[i % 8], &mut adam, Some(&data[(i + 1) % 8])).unwrap();
+                run(i)?;
             }
-            let per_step = (cpu_seconds() - start) / steps as f64;
+            let per_step = (cpu_seconds()? - start) / steps as f64;
             println!(
                 "{name:>16} T={t:3}: {:8.2} ms CPU/step  ({:7.1} steps/s uncontended, 1 thread)",
                 per_step * 1e3,
@@ -78,4 +50,5 @@ fn main() {
             );
         }
     }
+    Ok(())
 }

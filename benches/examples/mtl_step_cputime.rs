@@ -2,11 +2,11 @@
 //! where wall-clock benchmarks are meaningless: the workload of `benches/mtl_step.rs`
 //! (`metl_benches::mtl_workload`).
 //!
-//! `cargo run --release -p metl-benches --example mtl_step_cputime -- 10,40 ew,pcgrad,mgda_ub 100`
-//! (`all` for every strategy); `mtl_step_cputime_reference.py` beside this file times the
-//! PyTorch reference the same way.
+//! `cargo run --release -p metl-benches --example mtl_step_cputime -- 10,40 ew,pcgrad,mgda_ub 100 [mlp|conv4]`
+//! (`all` for every strategy; the backbone defaults to the reference's MLP);
+//! `mtl_step_cputime_reference.py` beside this file times the PyTorch reference the same way.
 
-use metl_benches::mtl_workload::{batches, workload};
+use metl_benches::mtl_workload::{batches, workload, Backbone};
 
 /// User + system CPU seconds of this process (`/proc/self/stat`, clock ticks of 10 ms).
 fn cpu_seconds() -> Result<f64, Box<dyn std::error::Error>> {
@@ -18,9 +18,10 @@ fn cpu_seconds() -> Result<f64, Box<dyn std::error::Error>> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 4 {
-        return Err("usage: mtl_step_cputime <T,T,...> <strategy,...|all> <steps>".into());
+    if !(4..=5).contains(&args.len()) {
+        return Err("usage: mtl_step_cputime <T,T,...> <strategy,...|all> <steps> [mlp|conv4]".into());
     }
+    let backbone: Backbone = args.get(4).map_or(Ok(Backbone::Mlp), |b| b.parse())?;
     let tasks: Vec<usize> = args[1].split(',').map(str::parse).collect::<Result<_, _>>()?;
     let names: Vec<&str> = if args[2] == "all" {
         metl_mtl::registry::STRATEGIES.iter().map(|s| s.name).collect()
@@ -30,11 +31,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let steps: usize = args[3].parse()?;
     tch::set_num_threads(1);
     for &t in &tasks {
-        let data = batches(t, 8);
+        let data = batches(backbone, t, 8);
         for name in &names {
-            let mut w = workload(name, t)?;
-            let mut run =
-                |i: usize| w.trainer.step(&data[i % 8], &mut w.adam, Some(&data[(i + 1) % 8])).map(|_| ());
+            let mut w = workload(backbone, name, t)?;
+            let mut run = |i: usize| w.step(&data[i % 8], &data[(i + 1) % 8]);
             for i in 0..5 {
                 run(i)?;
             }

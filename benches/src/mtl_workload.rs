@@ -1,19 +1,66 @@
-//! The multi-task step workload of the PyTorch reference `../shared/reference/mtl_step.py`:
-//! a shared MLP trunk 64→256→256, `T` linear heads 256→1, batch 256, MSE per task on a
-//! fixed random tanh teacher plus noise, Adam lr 1e-3. Shared by the criterion bench
-//! `mtl_step` and the CPU-time example `mtl_step_cputime`.
+//! The multi-task step workloads of the criterion bench `mtl_step` and the CPU-time example
+//! `mtl_step_cputime`:
+//!
+//! - [`Backbone::Mlp`], the PyTorch reference's (`../shared/reference/mtl_step.py`): a
+//!   shared MLP trunk 64→256→256, `T` linear heads 256→1, batch 256, MSE per task on a fixed
+//!   random tanh teacher plus noise;
+//! - [`Backbone::Conv4`]: the Omniglot Conv4 (64 channels, batch norm) on 28×28 images,
+//!   `T` linear 5-way heads, batch 64, cross-entropy on random labels;
+//!
+//! both with Adam lr 1e-3.
 
 use metl_data::MultiTaskBatch;
 use metl_models::{
+    conv4::{Conv4, Conv4Config},
+    head::LinearHead,
     mlp::{Mlp, MlpConfig},
-    optim::{Adam, AdamConfig},
+    optim::{Adam, AdamConfig, Optimizer},
     HardSharing, MultiTaskModel, Params, TaskLoss,
 };
 use metl_mtl::{MtlStep, Setup, StrategyConfig};
 use tch::{nn, Device, Kind, Tensor};
 
-/// `count` batches of the reference's synthetic data for `tasks` tasks (seed 0).
-pub fn batches(tasks: usize, count: usize) -> Vec<MultiTaskBatch> {
+/// The shared trunk of a workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backbone {
+    /// The reference's MLP 64→256→256 (batch 256, regression).
+    Mlp,
+    /// Conv4 on 28×28 images (batch 64, 5-way classification per task).
+    Conv4,
+}
+
+impl std::str::FromStr for Backbone {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "mlp" => Ok(Backbone::Mlp),
+            "conv4" => Ok(Backbone::Conv4),
+            other => Err(format!("unknown backbone `{other}`: mlp or conv4")),
+        }
+    }
+}
+
+/// `count` batches of `backbone`'s workload for `tasks` tasks (seed 0).
+pub fn batches(backbone: Backbone, tasks: usize, count: usize) -> Vec<MultiTaskBatch> {
+    match backbone {
+        Backbone::Mlp => mlp_batches(tasks, count),
+        Backbone::Conv4 => {
+            tch::manual_seed(0);
+            (0..count)
+                .map(|_| {
+                    let x = Tensor::rand([64, 1, 28, 28], (Kind::Float, Device::Cpu));
+                    let y =
+                        (0..tasks).map(|_| Tensor::randint(5, [64], (Kind::Int64, Device::Cpu))).collect();
+                    MultiTaskBatch::fully_labelled(x, y)
+                })
+                .collect()
+        }
+    }
+}
+
+/// The reference's synthetic data.
+fn mlp_batches(tasks: usize, count: usize) -> Vec<MultiTaskBatch> {
     tch::manual_seed(0);
     let opts = (Kind::Float, Device::Cpu);
     let teacher_in = Tensor::randn([64, 32], opts) / 8.0;
@@ -28,30 +75,76 @@ pub fn batches(tasks: usize, count: usize) -> Vec<MultiTaskBatch> {
         .collect()
 }
 
-/// A trainer for the workload with strategy `name` and its Adam optimizer (over the
-/// model's and the strategy's variables).
-pub struct Workload {
+/// A training step of a workload: the trainer for its model, and Adam.
+pub trait Step {
+    /// One step on `batch` (`validation` for bilevel strategies).
+    fn step(
+        &mut self,
+        batch: &MultiTaskBatch,
+        validation: &MultiTaskBatch,
+    ) -> Result<(), Box<dyn std::error::Error>>;
+}
+
+/// A trainer for a workload with strategy `name` and its Adam optimizer (over the model's
+/// and the strategy's variables).
+pub struct Workload<M> {
     /// Holds the variables.
     pub vs: nn::VarStore,
     /// The training step.
-    pub trainer: MtlStep<HardSharing<Mlp, Mlp>>,
+    pub trainer: MtlStep<M>,
     /// Adam, lr 1e-3.
     pub adam: Adam,
 }
 
-/// The workload for `tasks` tasks with strategy `name` (default settings).
-pub fn workload(name: &str, tasks: usize) -> Result<Workload, Box<dyn std::error::Error>> {
+impl<M: MultiTaskModel> Step for Workload<M> {
+    fn step(
+        &mut self,
+        batch: &MultiTaskBatch,
+        validation: &MultiTaskBatch,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        self.trainer.step(batch, &mut self.adam as &mut dyn Optimizer, Some(validation))?;
+        Ok(())
+    }
+}
+
+/// `backbone`'s workload for `tasks` tasks with strategy `name` (default settings).
+pub fn workload(
+    backbone: Backbone,
+    name: &str,
+    tasks: usize,
+) -> Result<Box<dyn Step>, Box<dyn std::error::Error>> {
+    Ok(match backbone {
+        Backbone::Mlp => {
+            let heads =
+                (0..tasks).map(|_| MlpConfig::new([256, 1]).build()).collect::<Result<Vec<Mlp>, _>>()?;
+            Box::new(build(
+                HardSharing::new(MlpConfig::new([64, 256, 256]).build()?, heads),
+                name,
+                TaskLoss::Mse,
+            )?)
+        }
+        Backbone::Conv4 => {
+            let trunk: Conv4 = Conv4Config::new(1).build()?;
+            let features = trunk.feature_dim(28, 28)?;
+            let heads = (0..tasks).map(|_| LinearHead::new(features, 5)).collect::<Result<Vec<_>, _>>()?;
+            Box::new(build(HardSharing::new(trunk, heads), name, TaskLoss::CrossEntropy)?)
+        }
+    })
+}
+
+fn build<M: MultiTaskModel>(
+    model: M,
+    name: &str,
+    loss: TaskLoss,
+) -> Result<Workload<M>, Box<dyn std::error::Error>> {
+    let tasks = model.num_tasks();
     let vs = nn::VarStore::new(Device::Cpu);
-    let model = HardSharing::new(
-        MlpConfig::new([64, 256, 256]).build()?,
-        (0..tasks).map(|_| MlpConfig::new([256, 1]).build()).collect::<Result<_, _>>()?,
-    );
     let params = model.init(&vs.root().sub("model"))?;
     let setup = Setup { num_tasks: tasks, path: vs.root().sub("mtl"), seed: 0 };
     let strategy = StrategyConfig::default_for(name)?.build(&setup)?;
     let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     variables.sort_by(|a, b| a.0.cmp(&b.0));
     let adam = Adam::new(&Params::from_named(variables)?, AdamConfig::with_lr(1e-3))?;
-    let trainer = MtlStep::new(model, params, vec![TaskLoss::Mse; tasks], strategy)?;
+    let trainer = MtlStep::new(model, params, vec![loss; tasks], strategy)?;
     Ok(Workload { vs, trainer, adam })
 }

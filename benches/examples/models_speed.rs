@@ -4,7 +4,7 @@
 //! channels-last memory format.
 //!
 //! ```text
-//! cargo run --release -p metl-benches --example models_speed -- [--device cpu|cuda] [--reps N] [--threads N]
+//! cargo run --release -p metl-benches --example models_speed -- [--device cpu|cuda] [--reps N] [--threads N] [--cpu-time]
 //! ```
 
 use metl_benches::models::{MetaBatch, Path, Set};
@@ -16,6 +16,9 @@ struct Options {
     device: Device,
     reps: usize,
     threads: i32,
+    /// Measure the process's CPU time (user + system, Linux) instead of wall time: stable on
+    /// a machine shared with other work, where wall time mostly measures the others.
+    cpu_time: bool,
 }
 
 /// The value of `flag`, a positive integer.
@@ -30,7 +33,7 @@ fn positive<T: std::str::FromStr + PartialOrd + From<u8>>(
 }
 
 fn parse_args() -> Result<Options, String> {
-    let mut options = Options { device: Device::Cpu, reps: 5, threads: 2 };
+    let mut options = Options { device: Device::Cpu, reps: 5, threads: 2, cpu_time: false };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -43,9 +46,10 @@ fn parse_args() -> Result<Options, String> {
             }
             "--reps" => options.reps = positive("--reps", args.next())?,
             "--threads" => options.threads = positive("--threads", args.next())?,
+            "--cpu-time" => options.cpu_time = true,
             other => {
                 return Err(format!(
-                    "unknown argument `{other}`; usage: models_speed [--device cpu|cuda] [--reps N] [--threads N]"
+                    "unknown argument `{other}`; usage: models_speed [--device cpu|cuda] [--reps N] [--threads N] [--cpu-time]"
                 ))
             }
         }
@@ -56,24 +60,46 @@ fn parse_args() -> Result<Options, String> {
     Ok(options)
 }
 
-/// The median milliseconds of `reps` runs of `f` after two warm-up runs.
+/// The process's CPU time (user + system) in seconds, from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("--cpu-time needs Linux's /proc");
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime, fields 14 and 15 of stat(5), in clock ticks of 1/100 s.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn cpu_seconds_if(on: bool) -> f64 {
+    if on {
+        cpu_seconds()
+    } else {
+        0.0
+    }
+}
+
+/// The median milliseconds per run of `f` over `reps` repetitions, after two warm-up runs;
+/// a repetition runs `f` often enough to take at least 200 ms (the CPU clock ticks in 10 ms).
 fn median_ms(options: &Options, mut f: impl FnMut() -> f64) -> f64 {
     let sync = || {
         if let Device::Cuda(i) = options.device {
             tch::Cuda::synchronize(i as i64);
         }
     };
+    let warm_up = Instant::now();
     for _ in 0..2 {
         f();
     }
     sync();
+    let runs = (0.4 / warm_up.elapsed().as_secs_f64().max(1e-6)).ceil().max(1.0) as usize;
     let mut times: Vec<f64> = (0..options.reps)
         .map(|_| {
-            let start = Instant::now();
-            let loss = f();
+            let (start, cpu) = (Instant::now(), cpu_seconds_if(options.cpu_time));
+            for _ in 0..runs {
+                assert!(f().is_finite(), "non-finite loss");
+            }
             sync();
-            assert!(loss.is_finite(), "non-finite loss");
-            start.elapsed().as_secs_f64() * 1e3
+            let seconds = if options.cpu_time { cpu_seconds() - cpu } else { start.elapsed().as_secs_f64() };
+            seconds * 1e3 / runs as f64
         })
         .collect();
     times.sort_by(f64::total_cmp);
@@ -94,8 +120,11 @@ impl Table {
 
     fn print(&self, options: &Options) {
         println!(
-            "\nmetl-models speed on {:?} ({} reps, median; {} CPU threads)\n",
-            options.device, options.reps, options.threads
+            "\nmetl-models speed on {:?} ({} reps, median {}; {} CPU threads)\n",
+            options.device,
+            options.reps,
+            if options.cpu_time { "CPU time" } else { "wall time" },
+            options.threads
         );
         println!("| workload | variant | ms per meta-batch | speed-up over the loop |");
         println!("| --- | --- | ---: | ---: |");

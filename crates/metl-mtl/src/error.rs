@@ -53,6 +53,17 @@ pub enum MtlError {
         /// Why.
         reason: String,
     },
+    /// A checkpointed strategy state that does not fit the strategy it is loaded into: an
+    /// entry is missing, unexpected, or of the wrong size or value.
+    #[error("state of strategy `{strategy}`: entry `{entry}` {reason}")]
+    State {
+        /// The strategy's name.
+        strategy: &'static str,
+        /// The entry, e.g. `values/history`.
+        entry: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Inputs of the wrong shape or number.
     #[error("{0}")]
     Shape(String),

@@ -2,6 +2,11 @@
 //! a few numbers of their own with an optimizer of their own (FAMO's task logits,
 //! Auto-Lambda's task weights, the inner loops of CAGrad and SDMGrad).
 
+use crate::{
+    checkpoint::{StateReader, StrategyState},
+    error::Result,
+};
+
 /// `torch.optim.Adam` (L2 `weight_decay` added to the gradient, bias-corrected moments).
 #[derive(Debug, Clone)]
 pub struct HostAdam {
@@ -32,6 +37,27 @@ impl HostAdam {
             self.v[i] = b2 * self.v[i] + (1.0 - b2) * g * g;
             params[i] -= self.lr * (self.m[i] / c1) / ((self.v[i] / c2).sqrt() + self.eps);
         }
+    }
+
+    /// Adds its moments and step count to `state` as `{prefix}.m`, `{prefix}.v` and
+    /// `{prefix}.t`.
+    pub fn save(&self, prefix: &str, state: StrategyState) -> StrategyState {
+        state
+            .with_values(&format!("{prefix}.m"), self.m.clone())
+            .with_values(&format!("{prefix}.v"), self.v.clone())
+            .with_word(&format!("{prefix}.t"), u64::from(self.t.unsigned_abs()))
+    }
+
+    /// The same Adam with the moments and step count [`HostAdam::save`] wrote.
+    pub fn load(&self, prefix: &str, reader: &mut StateReader<'_>) -> Result<Self> {
+        let n = self.m.len();
+        let m = reader.values(&format!("{prefix}.m"), n)?;
+        let v = reader.values(&format!("{prefix}.v"), n)?;
+        let entry = format!("{prefix}.t");
+        let t = reader.word(&entry)?;
+        let t = i32::try_from(t)
+            .map_err(|_| reader.error(&format!("words/{entry}"), format!("is {t}, too large")))?;
+        Ok(Self { m, v, t, ..self.clone() })
     }
 }
 
@@ -86,6 +112,21 @@ mod tests {
             let step: f64 = 0.1 * (m / (1.0 - 0.81)) / ((v / (1.0 - 0.998001f64)).sqrt() + 1e-8);
             assert!((p[i] - (first[i] - step)).abs() < 1e-12);
         }
+    }
+
+    #[test]
+    fn adam_state_round_trips() {
+        let mut p = [1.0, -2.0];
+        let mut adam = HostAdam::new(2, 0.1, 0.01);
+        adam.step(&mut p, &[0.5, 0.25]);
+        let state = adam.save("adam", StrategyState::default());
+        let mut reader = state.reader("test");
+        let mut restored = HostAdam::new(2, 0.1, 0.01).load("adam", &mut reader).unwrap();
+        reader.finish().unwrap();
+        let mut q = p;
+        adam.step(&mut p, &[-1.0, 2.0]);
+        restored.step(&mut q, &[-1.0, 2.0]);
+        assert_eq!(p, q);
     }
 
     #[test]

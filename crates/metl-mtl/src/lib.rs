@@ -8,6 +8,8 @@
 //!   returns ([`Combination`]).
 //! - [`backward`]: [`MtlBackward`] computes the per-task gradients a strategy needs,
 //!   calls it, and leaves the combined gradient in `.grad` for any optimizer.
+//! - [`checkpoint`]: a strategy's state between steps ([`StrategyState`]), saved in
+//!   checkpoints so that a resumed run continues exactly (see [`MtlStep::checkpoint`]).
 //! - [`strategies`]: every strategy, one file each; [`registry`]: all of them by name,
 //!   with descriptions and configurations ([`StrategyConfig`]).
 //! - [`trainer`]: [`MtlStep`], a whole training step (forward, masked per-task losses,
@@ -32,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod backward;
+pub mod checkpoint;
 pub mod delta_m;
 pub mod error;
 pub mod host_optim;
@@ -45,5 +48,7 @@ pub mod trainer;
 pub use backward::{MtlBackward, Representation, StepReport, TaskLosses};
 pub use error::MtlError;
 pub use registry::{StrategyConfig, STRATEGIES};
-pub use strategy::{Combination, GradientSpace, Needs, Setup, StepInput, Strategy, Update};
-pub use trainer::MtlStep;
+pub use strategy::{
+    Combination, GradientSpace, Needs, Setup, StepInput, Strategy, StrategyState, StrategyStateHost, Update,
+};
+pub use trainer::{MtlStep, MtlStepState};

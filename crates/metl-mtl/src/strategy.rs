@@ -11,6 +11,7 @@
 //! [`StepInput::gramian`] and return [`Update::Weighted`], so the `T × P` Jacobian is used
 //! once, for one matrix product, and the update is `Σᵢ wᵢ gᵢ`.
 
+pub use crate::checkpoint::{StrategyState, StrategyStateHost};
 use crate::{
     error::{MtlError, Result},
     linalg::Matrix,
@@ -221,6 +222,20 @@ pub trait Strategy: Send {
     fn after_step(&mut self, tasks: &[usize], losses_after: &[f64]) -> Result<()> {
         let _ = (tasks, losses_after);
         Ok(())
+    }
+
+    /// The internal state to checkpoint (empty for stateless strategies). Learned
+    /// parameters registered in [`Setup::path`] are not part of it (they are saved with
+    /// that `VarStore`).
+    fn state(&self) -> StrategyState {
+        StrategyState::default()
+    }
+
+    /// Restores a state from `state()` of a strategy built with the same configuration.
+    /// A missing, mismatched or unexpected entry is an [`MtlError::State`] naming the
+    /// strategy and the entry, and leaves the strategy unchanged.
+    fn load_state(&mut self, state: &StrategyState) -> Result<()> {
+        state.reader(self.name()).finish()
     }
 }
 

@@ -5,7 +5,7 @@
 use crate::{
     backward::{MtlBackward, Representation, StepReport, TaskLosses},
     error::{MtlError, Result},
-    strategy::{Bilevel, GradientSpace, Strategy},
+    strategy::{Bilevel, GradientSpace, Strategy, StrategyState},
 };
 use metl_data::MultiTaskBatch;
 use metl_models::{multitask::split_by_task, optim::Optimizer, MultiTaskModel, Params, TaskLoss};
@@ -66,6 +66,16 @@ pub fn task_losses(
         });
     }
     Ok(out)
+}
+
+/// What [`MtlStep`] keeps between steps besides the parameters and the optimizer, for
+/// checkpoints ([`MtlStep::checkpoint`], [`MtlStep::restore`]).
+#[derive(Debug, Default)]
+pub struct MtlStepState {
+    /// Steps taken so far.
+    pub steps: u64,
+    /// The strategy's internal state ([`Strategy::state`]).
+    pub strategy: StrategyState,
 }
 
 /// One training step of a multi-task model with a strategy. See the [module docs](self).
@@ -163,6 +173,7 @@ impl<M: MultiTaskModel> MtlStep<M> {
         if let Some(aux) = self.model.auxiliary_loss(&self.params, &batch.inputs) {
             aux.f_backward()?;
         }
+        self.zero_missing_grads()?;
         optimizer.step()?;
         if needs.losses_after_step {
             let after = tch::no_grad(|| self.forward_losses(batch, false))?;
@@ -176,6 +187,21 @@ impl<M: MultiTaskModel> MtlStep<M> {
             self.strategy.after_step(&tasks, &values)?;
         }
         Ok(report)
+    }
+
+    /// The step counter and the strategy's state, for a checkpoint. With the parameters
+    /// (including the strategy's learned ones in its `VarStore`) and the optimizer's state,
+    /// it is everything a run needs to continue exactly.
+    pub fn checkpoint(&self) -> MtlStepState {
+        MtlStepState { steps: self.step, strategy: self.strategy.state() }
+    }
+
+    /// Restores a [`MtlStep::checkpoint`] of a trainer built with the same strategy
+    /// configuration; an error ([`MtlError::State`]) leaves the trainer unchanged.
+    pub fn restore(&mut self, state: &MtlStepState) -> Result<()> {
+        self.strategy.load_state(&state.strategy)?;
+        self.step = state.steps;
+        Ok(())
     }
 
     /// Tells the strategy that an epoch ended (DWA, STCH).
@@ -208,6 +234,26 @@ impl<M: MultiTaskModel> MtlStep<M> {
                 .collect::<Result<Vec<_>>>()?;
             Ok((values, accuracy))
         })
+    }
+
+    /// Gives every parameter without a gradient (those of tasks without labelled samples
+    /// so far) a zero one, so that the optimizer treats them alike whether or not they had
+    /// a gradient before — as after a restore, where no parameter has one. A parameter of
+    /// a task without labels in a batch thus takes the optimizer's step for a zero
+    /// gradient (momentum, weight decay), as in PyTorch with `zero_grad(set_to_none=False)`.
+    fn zero_missing_grads(&self) -> Result<()> {
+        let missing: Vec<Tensor> = self
+            .params
+            .tensors()
+            .iter()
+            .filter(|p| p.requires_grad() && !p.grad().defined())
+            .map(|p| p.f_sum(p.kind()).and_then(|s| s.f_mul_scalar(0.0)))
+            .collect::<Result<_, _>>()?;
+        if let Some(first) = missing.first() {
+            // ∂(0 · Σ p)/∂p = 0 whatever p holds.
+            missing[1..].iter().try_fold(first.shallow_clone(), |a, b| a.f_add(b))?.f_backward()?;
+        }
+        Ok(())
     }
 
     fn forward_losses(&self, batch: &MultiTaskBatch, rep: bool) -> Result<TaskLosses> {

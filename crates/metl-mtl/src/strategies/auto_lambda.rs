@@ -1,6 +1,7 @@
 //! Auto-Lambda: task weights learned on a validation batch through one inner step.
 
 use crate::{
+    checkpoint::StrategyState,
     error::{MtlError, Result},
     host_optim::HostAdam,
     strategy::{positive, Combination, GradientSpace, Needs, StepInput, Strategy},
@@ -135,5 +136,20 @@ impl Strategy for AutoLambda {
         }
         self.adam.step(&mut self.lambda, &hyper);
         Ok(Combination::weighted(input.tasks.iter().map(|&t| self.lambda[t]).collect()))
+    }
+
+    /// The task weights `λ` and their Adam.
+    fn state(&self) -> StrategyState {
+        self.adam.save("adam", StrategyState::default().with_values("lambda", self.lambda.clone()))
+    }
+
+    fn load_state(&mut self, state: &StrategyState) -> Result<()> {
+        let mut r = state.reader(self.name());
+        let lambda = r.values("lambda", self.lambda.len())?;
+        let adam = self.adam.load("adam", &mut r)?;
+        r.finish()?;
+        self.lambda = lambda;
+        self.adam = adam;
+        Ok(())
     }
 }

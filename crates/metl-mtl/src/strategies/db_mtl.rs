@@ -2,6 +2,7 @@
 
 use super::state::{column, row_norms, TaskRows};
 use crate::{
+    checkpoint::StrategyState,
     error::Result,
     strategy::{check_positive_losses, non_negative, Combination, GradientSpace, Needs, StepInput, Strategy},
 };
@@ -84,5 +85,20 @@ impl Strategy for DbMtl {
         let max = norms.iter().cloned().fold(0.0f64, f64::max);
         let alpha: Vec<f64> = norms.iter().map(|n| max / (n + 1e-8)).collect();
         Ok(Combination::direction(StepInput::combine_rows(&b, &alpha)?, alpha))
+    }
+
+    /// The gradient buffer (once made) and the step count.
+    fn state(&self) -> StrategyState {
+        self.buffer.save("buffer", StrategyState::default().with_word("steps", self.steps))
+    }
+
+    fn load_state(&mut self, state: &StrategyState) -> Result<()> {
+        let mut r = state.reader(self.name());
+        let steps = r.word("steps")?;
+        let buffer = TaskRows::load("buffer", &mut r)?;
+        r.finish()?;
+        self.steps = steps;
+        self.buffer = buffer;
+        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Dynamic weight average (DWA).
 
 use crate::{
+    checkpoint::StrategyState,
     error::Result,
     linalg::softmax,
     strategy::{positive, weighted_loss, Combination, Needs, Setup, StepInput, Strategy},
@@ -105,5 +106,32 @@ impl Strategy for Dwa {
         self.history.push(means);
         self.sums.iter_mut().for_each(|s| *s = 0.0);
         self.counts.iter_mut().for_each(|c| *c = 0);
+    }
+
+    /// The current epoch's loss sums and counts, and the mean loss of every past epoch
+    /// (`history`, `T` numbers per epoch).
+    fn state(&self) -> StrategyState {
+        StrategyState::default()
+            .with_values("sums", self.sums.clone())
+            .with_words("counts", self.counts.clone())
+            .with_values("history", self.history.concat())
+    }
+
+    fn load_state(&mut self, state: &StrategyState) -> Result<()> {
+        let t = self.sums.len();
+        let mut r = state.reader(self.name());
+        let sums = r.values("sums", t)?;
+        let counts = r.words("counts", t)?;
+        let history = r.values_any("history")?;
+        if history.len() % t != 0 {
+            return Err(
+                r.error("values/history", format!("has {} entries, not a multiple of {t}", history.len()))
+            );
+        }
+        r.finish()?;
+        self.sums = sums;
+        self.counts = counts;
+        self.history = history.chunks(t).map(<[f64]>::to_vec).collect();
+        Ok(())
     }
 }

@@ -2,6 +2,7 @@
 
 use super::state::TaskRows;
 use crate::{
+    checkpoint::StrategyState,
     error::Result,
     strategy::{positive, Combination, GradientSpace, Needs, StepInput, Strategy},
 };
@@ -99,5 +100,27 @@ impl Strategy for ExcessMtl {
             self.weights.iter_mut().for_each(|w| *w *= n / sum);
         }
         Ok(Combination::weighted(input.tasks.iter().map(|&t| self.weights[t]).collect()))
+    }
+
+    /// The squared-gradient accumulator (once made), the weights and the initial excess
+    /// risks.
+    fn state(&self) -> StrategyState {
+        let state = StrategyState::default()
+            .with_values("weights", self.weights.clone())
+            .with_masked_values("initial", &self.initial);
+        self.accumulator.save("accumulator", state)
+    }
+
+    fn load_state(&mut self, state: &StrategyState) -> Result<()> {
+        let t = self.weights.len();
+        let mut r = state.reader(self.name());
+        let weights = r.values("weights", t)?;
+        let initial = r.masked_values("initial", t)?;
+        let accumulator = TaskRows::load("accumulator", &mut r)?;
+        r.finish()?;
+        self.weights = weights;
+        self.initial = initial;
+        self.accumulator = accumulator;
+        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Fast adaptive multitask optimization (FAMO).
 
 use crate::{
+    checkpoint::StrategyState,
     error::{MtlError, Result},
     host_optim::HostAdam,
     linalg::{softmax, softmax_backward},
@@ -157,5 +158,70 @@ impl Strategy for Famo {
         }
         self.adam.step(&mut self.logits, &grad);
         Ok(())
+    }
+
+    /// The task logits, their Adam, and the last step's losses if
+    /// [`Strategy::after_step`] has not used them yet.
+    fn state(&self) -> StrategyState {
+        let state = StrategyState::default().with_values("logits", self.logits.clone());
+        let state = self.adam.save("adam", state).with_flag("previous", self.previous.is_some());
+        match &self.previous {
+            Some((tasks, losses)) => state
+                .with_words("previous.tasks", tasks.iter().map(|&t| t as u64).collect::<Vec<_>>())
+                .with_values("previous.losses", losses.clone()),
+            None => state,
+        }
+    }
+
+    fn load_state(&mut self, state: &StrategyState) -> Result<()> {
+        let t = self.logits.len();
+        let mut r = state.reader(self.name());
+        let logits = r.values("logits", t)?;
+        let adam = self.adam.load("adam", &mut r)?;
+        let previous = if r.flag("previous")? {
+            let tasks = r.words_any("previous.tasks")?;
+            if let Some(bad) = tasks.iter().find(|&&u| u >= t as u64) {
+                return Err(r.error("words/previous.tasks", format!("holds task {bad}, expected < {t}")));
+            }
+            let losses = r.values("previous.losses", tasks.len())?;
+            Some((tasks.iter().map(|&u| u as usize).collect(), losses))
+        } else {
+            None
+        };
+        r.finish()?;
+        self.logits = logits;
+        self.adam = adam;
+        self.previous = previous;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backward::backward;
+    use metl_models::Params;
+    use tch::{nn::VarStore, Device};
+
+    fn famo(vs: &VarStore) -> Famo {
+        Famo::new(&FamoConfig::default(), &Setup { num_tasks: 2, path: vs.root(), seed: 0 }).unwrap()
+    }
+
+    #[test]
+    fn state_keeps_the_losses_awaiting_after_step() {
+        let vs = VarStore::new(Device::Cpu);
+        let mut original = famo(&vs);
+        let w = Tensor::ones([3], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let shared = Params::from_named(vec![("w".into(), w.shallow_clone())]).unwrap();
+        let losses = [w.sum(Kind::Float), (&w * 2.0).sum(Kind::Float)];
+        backward(&mut original, &losses, &shared, 1).unwrap();
+        // Checkpointed between the combination and the losses after the step.
+        let state = original.state();
+        let mut restored = famo(&vs);
+        restored.load_state(&state).unwrap();
+        original.after_step(&[0, 1], &[2.5, 5.5]).unwrap();
+        restored.after_step(&[0, 1], &[2.5, 5.5]).unwrap();
+        assert_ne!(original.task_weights(), [0.5, 0.5], "the logits moved");
+        assert_eq!(restored.task_weights(), original.task_weights());
     }
 }

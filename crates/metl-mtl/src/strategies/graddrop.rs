@@ -1,6 +1,7 @@
 //! GradDrop: gradient sign dropout.
 
 use crate::{
+    checkpoint::StrategyState,
     error::{MtlError, Result},
     strategy::{Combination, GradientSpace, Needs, Setup, StepInput, Strategy},
 };
@@ -91,5 +92,18 @@ impl Strategy for GradDrop {
         let direction = (&r * keep.unsqueeze(1)).f_sum_dim_intlist(0i64, false, r.kind())?.f_reshape([-1])?;
         let weights = Vec::<f64>::try_from(keep.f_mean_dim(1i64, false, Kind::Double)?)?;
         Ok(Combination::direction(direction, weights))
+    }
+
+    /// The random generator.
+    fn state(&self) -> StrategyState {
+        StrategyState::default().with_rng("rng", &self.rng)
+    }
+
+    fn load_state(&mut self, state: &StrategyState) -> Result<()> {
+        let mut r = state.reader(self.name());
+        let rng = r.rng("rng")?;
+        r.finish()?;
+        self.rng = rng;
+        Ok(())
     }
 }

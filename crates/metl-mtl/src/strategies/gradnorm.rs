@@ -1,6 +1,7 @@
 //! GradNorm: gradient normalisation for adaptive loss balancing.
 
 use crate::{
+    checkpoint::StrategyState,
     error::Result,
     strategy::{non_negative, Combination, GradientSpace, Needs, Setup, StepInput, Strategy},
 };
@@ -116,5 +117,19 @@ impl Strategy for GradNorm {
         let grad = Tensor::from_slice(&grad).to_kind(w_sub.kind()).to_device(w_sub.device());
         (w_sub * grad).f_sum(Kind::Float)?.f_backward()?;
         Ok(Combination::weighted(w))
+    }
+
+    /// The initial loss of every task seen so far (the weights are learned parameters in
+    /// the setup's `VarStore`, saved with it).
+    fn state(&self) -> StrategyState {
+        StrategyState::default().with_masked_values("initial", &self.initial)
+    }
+
+    fn load_state(&mut self, state: &StrategyState) -> Result<()> {
+        let mut r = state.reader(self.name());
+        let initial = r.masked_values("initial", self.initial.len())?;
+        r.finish()?;
+        self.initial = initial;
+        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Gradient vaccine (GradVac).
 
 use crate::{
+    checkpoint::StrategyState,
     error::Result,
     strategy::{Combination, GradientSpace, Needs, Setup, StepInput, Strategy},
 };
@@ -102,5 +103,21 @@ impl Strategy for GradVac {
             }
         }
         Ok(Combination::weighted(weights))
+    }
+
+    /// The random generator and the target similarities (`T × T`, row-major).
+    fn state(&self) -> StrategyState {
+        StrategyState::default().with_rng("rng", &self.rng).with_values("target", self.target.concat())
+    }
+
+    fn load_state(&mut self, state: &StrategyState) -> Result<()> {
+        let t = self.target.len();
+        let mut r = state.reader(self.name());
+        let rng = r.rng("rng")?;
+        let target = r.values("target", t * t)?;
+        r.finish()?;
+        self.rng = rng;
+        self.target = target.chunks(t).map(<[f64]>::to_vec).collect();
+        Ok(())
     }
 }

@@ -2,6 +2,7 @@
 
 use super::state::{column, row_norms, TaskRows};
 use crate::{
+    checkpoint::StrategyState,
     error::Result,
     linalg::{softmax, Matrix},
     strategy::{non_negative, positive, Combination, GradientSpace, Needs, StepInput, Strategy},
@@ -113,5 +114,25 @@ impl Strategy for MoCo {
         }
         let direction = StepInput::combine_rows(&y, &lam)?;
         Ok(Combination::direction(direction, lam))
+    }
+
+    /// The tracking gradients `Y` (once made), the weights `λ` and the step count.
+    fn state(&self) -> StrategyState {
+        let state = StrategyState::default()
+            .with_values("lambda", self.lambda.clone())
+            .with_word("steps", self.steps);
+        self.y.save("y", state)
+    }
+
+    fn load_state(&mut self, state: &StrategyState) -> Result<()> {
+        let mut r = state.reader(self.name());
+        let lambda = r.values("lambda", self.lambda.len())?;
+        let steps = r.word("steps")?;
+        let y = TaskRows::load("y", &mut r)?;
+        r.finish()?;
+        self.lambda = lambda;
+        self.steps = steps;
+        self.y = y;
+        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! MoDo: multi-objective gradient with double sampling.
 
 use crate::{
+    checkpoint::StrategyState,
     error::Result,
     solvers::simplex,
     strategy::{non_negative, positive, Combination, GradientSpace, Needs, StepInput, Strategy},
@@ -82,5 +83,18 @@ impl Strategy for MoDo {
             self.lambda[t] = *l;
         }
         Ok(Combination::direction(StepInput::combine_rows(input.sample(2)?, &lam)?, lam))
+    }
+
+    /// The weights `λ`.
+    fn state(&self) -> StrategyState {
+        StrategyState::default().with_values("lambda", self.lambda.clone())
+    }
+
+    fn load_state(&mut self, state: &StrategyState) -> Result<()> {
+        let mut r = state.reader(self.name());
+        let lambda = r.values("lambda", self.lambda.len())?;
+        r.finish()?;
+        self.lambda = lambda;
+        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Nash-MTL: multi-task learning as a bargaining game.
 
 use crate::{
+    checkpoint::StrategyState,
     error::{MtlError, Result},
     linalg::{dot, norm, Matrix},
     strategy::{non_negative, Combination, GradientSpace, Needs, Setup, StepInput, Strategy},
@@ -303,5 +304,20 @@ impl Strategy for NashMtl {
             self.alpha[t] = *a;
         }
         Ok(Combination::weighted(alpha).clipped(self.config.max_norm))
+    }
+
+    /// The last weights `α` (the next solve's start) and the step count.
+    fn state(&self) -> StrategyState {
+        StrategyState::default().with_values("alpha", self.alpha.clone()).with_word("steps", self.steps)
+    }
+
+    fn load_state(&mut self, state: &StrategyState) -> Result<()> {
+        let mut r = state.reader(self.name());
+        let alpha = r.values("alpha", self.alpha.len())?;
+        let steps = r.word("steps")?;
+        r.finish()?;
+        self.alpha = alpha;
+        self.steps = steps;
+        Ok(())
     }
 }

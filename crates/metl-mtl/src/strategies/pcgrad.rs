@@ -1,6 +1,7 @@
 //! Projecting conflicting gradients (PCGrad).
 
 use crate::{
+    checkpoint::StrategyState,
     error::Result,
     linalg::Matrix,
     strategy::{Combination, GradientSpace, Needs, Setup, StepInput, Strategy},
@@ -81,5 +82,18 @@ impl Strategy for PcGrad {
             others
         });
         Ok(Combination::weighted(weights))
+    }
+
+    /// The random generator.
+    fn state(&self) -> StrategyState {
+        StrategyState::default().with_rng("rng", &self.rng)
+    }
+
+    fn load_state(&mut self, state: &StrategyState) -> Result<()> {
+        let mut r = state.reader(self.name());
+        let rng = r.rng("rng")?;
+        r.finish()?;
+        self.rng = rng;
+        Ok(())
     }
 }

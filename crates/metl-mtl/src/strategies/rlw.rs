@@ -1,6 +1,7 @@
 //! Random loss weighting (RLW).
 
 use crate::{
+    checkpoint::StrategyState,
     error::Result,
     linalg::softmax,
     strategy::{weighted_loss, Combination, Needs, Setup, StepInput, Strategy},
@@ -48,5 +49,18 @@ impl Strategy for Rlw {
         let eps: Vec<f64> = (0..input.k()).map(|_| self.rng.sample(StandardNormal)).collect();
         let weights = softmax(&eps);
         Ok(Combination::loss(weighted_loss(input.losses, &weights), weights))
+    }
+
+    /// The random generator.
+    fn state(&self) -> StrategyState {
+        StrategyState::default().with_rng("rng", &self.rng)
+    }
+
+    fn load_state(&mut self, state: &StrategyState) -> Result<()> {
+        let mut r = state.reader(self.name());
+        let rng = r.rng("rng")?;
+        r.finish()?;
+        self.rng = rng;
+        Ok(())
     }
 }

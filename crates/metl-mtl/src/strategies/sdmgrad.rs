@@ -1,6 +1,7 @@
 //! SDMGrad: stochastic direction-oriented multi-objective gradient descent.
 
 use crate::{
+    checkpoint::StrategyState,
     error::{MtlError, Result},
     host_optim::HostSgd,
     solvers::simplex,
@@ -93,5 +94,18 @@ impl Strategy for SdmGrad {
         }
         let weights: Vec<f64> = w.iter().map(|v| (v + lambda / k as f64) / (1.0 + lambda)).collect();
         Ok(Combination::direction(StepInput::combine_rows(input.sample(0)?, &weights)?, weights))
+    }
+
+    /// The weights `w` (the next step's start).
+    fn state(&self) -> StrategyState {
+        StrategyState::default().with_values("w", self.w.clone())
+    }
+
+    fn load_state(&mut self, state: &StrategyState) -> Result<()> {
+        let mut r = state.reader(self.name());
+        let w = r.values("w", self.w.len())?;
+        r.finish()?;
+        self.w = w;
+        Ok(())
     }
 }

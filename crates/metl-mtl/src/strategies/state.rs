@@ -2,7 +2,10 @@
 //! gradients, DB-MTL's buffer, ExcessMTL's accumulator): a `[T, D]` tensor whose rows of
 //! the participating tasks are updated in place each step.
 
-use crate::error::Result;
+use crate::{
+    checkpoint::{StateReader, StrategyState},
+    error::{MtlError, Result},
+};
 use tch::Tensor;
 
 /// A `[T, D]` tensor of per-task rows, created (zeros) on first use.
@@ -28,6 +31,13 @@ impl TaskRows {
             Some(r) if r.size()[1] == width => r,
             slot => slot.insert(Tensor::f_zeros([num_tasks as i64, width], (like.kind(), like.device()))?),
         };
+        if rows.size()[0] != num_tasks as i64 {
+            return Err(MtlError::Shape(format!("{} task rows kept for {num_tasks} tasks", rows.size()[0])));
+        }
+        // Rows restored from a checkpoint come back on the gradients' device and kind.
+        if rows.device() != like.device() || rows.kind() != like.kind() {
+            *rows = rows.f_to_device(like.device())?.f_to_kind(like.kind())?;
+        }
         if tasks.len() == num_tasks {
             let mut all = rows.shallow_clone();
             f(&mut all)?;
@@ -38,6 +48,26 @@ impl TaskRows {
         f(&mut some)?;
         let _ = rows.f_index_copy_(0, &idx, &some)?;
         Ok(some)
+    }
+
+    /// Adds the rows (if created yet) to `state` as the optional tensor `name`.
+    pub fn save(&self, name: &str, state: StrategyState) -> StrategyState {
+        state.with_optional_tensor(name, self.rows.as_ref())
+    }
+
+    /// The rows [`TaskRows::save`] wrote as `name`: a `[T, D]` tensor, or none yet. They
+    /// move to the gradients' device and kind at the next update (where they were made).
+    pub fn load(name: &str, reader: &mut StateReader<'_>) -> Result<Self> {
+        let rows = reader.optional_tensor(name)?;
+        if let Some(r) = &rows {
+            if r.dim() != 2 {
+                return Err(reader.error(
+                    &format!("tensors/{name}"),
+                    format!("has shape {:?}, expected [T, D]", r.size()),
+                ));
+            }
+        }
+        Ok(Self { rows })
     }
 }
 

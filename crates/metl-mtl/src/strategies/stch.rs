@@ -1,6 +1,7 @@
 //! Smooth Tchebycheff scalarization (STCH).
 
 use crate::{
+    checkpoint::StrategyState,
     error::Result,
     linalg::softmax,
     strategy::{check_positive_losses, positive, Combination, Needs, Setup, StepInput, Strategy},
@@ -104,5 +105,28 @@ impl Strategy for Stch {
 
     fn end_epoch(&mut self) {
         self.epoch += 1;
+    }
+
+    /// The epoch, the warm-up epoch's loss sums and counts, and the nadir point once set.
+    fn state(&self) -> StrategyState {
+        StrategyState::default()
+            .with_word("epoch", self.epoch as u64)
+            .with_values("sums", self.sums.clone())
+            .with_words("counts", self.counts.clone())
+            .with_optional_values("nadir", self.nadir.as_deref())
+    }
+
+    fn load_state(&mut self, state: &StrategyState) -> Result<()> {
+        let t = self.sums.len();
+        let mut r = state.reader(self.name());
+        let epoch = r.word("epoch")?;
+        let epoch =
+            usize::try_from(epoch).map_err(|_| r.error("words/epoch", format!("is {epoch}, too large")))?;
+        let sums = r.values("sums", t)?;
+        let counts = r.words("counts", t)?;
+        let nadir = r.optional_values("nadir", t)?;
+        r.finish()?;
+        *self = Self { epoch, sums, counts, nadir, config: self.config.clone() };
+        Ok(())
     }
 }

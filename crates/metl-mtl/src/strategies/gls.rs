@@ -5,7 +5,7 @@ use crate::{
     strategy::{check_positive_losses, Combination, Needs, StepInput, Strategy},
 };
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// Settings of [`Gls`] (none).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -36,7 +36,9 @@ impl Strategy for Gls {
     fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
         check_positive_losses("gls", input)?;
         let k = input.k() as f64;
-        let total = Tensor::f_stack(input.losses, 0)?.f_log()?.f_mean(Kind::Float)?.f_exp()?;
+        // Reduced in the losses' own precision (an f32 reduction loses digits of f64 losses).
+        let stacked = Tensor::f_stack(input.losses, 0)?;
+        let total = stacked.f_log()?.f_mean(stacked.kind())?.f_exp()?;
         let value = (input.values().iter().map(|l| l.ln()).sum::<f64>() / k).exp();
         let weights = input.values().iter().map(|l| value / (k * l)).collect();
         Ok(Combination::loss(total, weights))

@@ -141,7 +141,8 @@ impl<M: MultiTaskModel> MtlStep<M> {
     /// strategies (Auto-Lambda) need a `validation` batch.
     ///
     /// A non-finite loss is an error naming the task and the step, raised before any
-    /// update.
+    /// update. A batch without a single labelled sample (normal with sparse labels) changes
+    /// nothing but the step counter and reports every task as absent (loss `NaN`, weight 0).
     pub fn step(
         &mut self,
         batch: &MultiTaskBatch,
@@ -149,6 +150,10 @@ impl<M: MultiTaskModel> MtlStep<M> {
         validation: Option<&MultiTaskBatch>,
     ) -> Result<StepReport> {
         self.step += 1;
+        if batch.mask.f_any()?.f_int64_value(&[])? == 0 {
+            let t = self.losses.len();
+            return Ok(StepReport { weights: vec![0.0; t], losses: vec![f64::NAN; t], tasks: Vec::new() });
+        }
         let needs = self.strategy.needs();
         optimizer.zero_grad();
         let parts = if needs.samples > 1 { split_batch(batch, needs.samples)? } else { Vec::new() };

@@ -190,6 +190,29 @@ fn masked_tasks_drop_out_and_partial_labels_use_their_rows_only() {
 }
 
 #[test]
+fn a_batch_without_any_label_is_skipped_and_counted() {
+    let (vs, model, params) = hard_sharing(2);
+    let strategy = StrategyConfig::default_for("dwa")
+        .unwrap()
+        .build(&Setup { num_tasks: 2, path: vs.root(), seed: 0 })
+        .unwrap();
+    let mut adam = Adam::new(&params, AdamConfig::with_lr(1e-2)).unwrap();
+    let mut trainer = MtlStep::new(model, params.shallow_clone(), vec![TaskLoss::Mse; 2], strategy).unwrap();
+    let x = Tensor::randn([3, 4], (Kind::Float, Device::Cpu));
+    let y = Tensor::ones([3, 2], (Kind::Float, Device::Cpu));
+    let mut batch = MultiTaskBatch::fully_labelled(x, vec![y.shallow_clone(), y]);
+    batch.mask = batch.mask.zeros_like();
+    let before: Vec<Tensor> = params.tensors().iter().map(|t| t.detach().copy()).collect();
+    let report = trainer.step(&batch, &mut adam, None).unwrap();
+    assert!(report.tasks.is_empty() && report.weights == [0.0, 0.0]);
+    assert!(report.losses.iter().all(|l| l.is_nan()));
+    assert_eq!(trainer.steps(), 1);
+    for (p, b) in params.tensors().iter().zip(&before) {
+        assert!(p.equal(b), "a parameter changed on a batch without labels");
+    }
+}
+
+#[test]
 fn a_nan_loss_names_the_task_and_the_step() {
     let (vs, model, params) = hard_sharing(2);
     let strategy = StrategyConfig::default_for("ew")

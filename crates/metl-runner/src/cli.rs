@@ -23,7 +23,7 @@ pub enum Command {
     /// Trains an experiment file into a new run folder (`runs/<name>`), or continues one
     /// with `--resume RUN_DIR`.
     Train(TrainArgs),
-    /// Evaluates a trained run on its test episodes (mean ± 95% interval).
+    /// Evaluates a trained run on its test episodes (mean ± 95% interval), or a multi-task run on its test split.
     Eval(EvalArgs),
     /// Redraws the plots of a run folder.
     Plot(PlotArgs),

@@ -75,10 +75,19 @@ pub fn run(options: &EvalOptions) -> anyhow::Result<()> {
         overrides.push(format!("device={device:?}"));
     }
     let (experiment, _) = load_experiment(&run.config_path(), &overrides)?;
-    if experiment.kind() != Kind::Meta {
-        return Err(bad_input("metl eval: multi-task runs report their per-task test metrics in eval.json"));
-    }
     let device = parse_device(&experiment.device)?;
+    if experiment.kind() == Kind::Mtl {
+        if options.episodes.is_some() {
+            return Err(bad_input("--episodes: multi-task runs are evaluated on the whole split"));
+        }
+        return crate::train::mtl::evaluate_saved(
+            &run,
+            &experiment,
+            options.which == Which::Latest,
+            options.split,
+            device,
+        );
+    }
     let mut setup = meta::setup(&experiment, device)?;
     let step = restore(&run, &mut *setup.learner, options.which, device)?;
     let test = experiment.test.clone().unwrap_or_default();

@@ -2,7 +2,10 @@
 //! configuration enums themselves are checked against (tests below), so the list never
 //! drifts from the code.
 
-use crate::{experiment::data::DATASETS, zoo::BACKBONES};
+use crate::{
+    experiment::{data::DATASETS, mtl::ARCHITECTURES},
+    zoo::BACKBONES,
+};
 use metl_meta::registry::ALGORITHMS;
 use metl_mtl::STRATEGIES;
 
@@ -28,6 +31,7 @@ pub fn run() -> anyhow::Result<()> {
     let algorithms: Vec<(String, String)> =
         ALGORITHMS.iter().map(|a| (a.name.to_owned(), format!("{} ({})", a.summary, a.paper))).collect();
     section("meta-learning algorithms", "[meta.<name>]", &algorithms);
+    section("multi-task architectures", "[mtl] architecture = \"<name>\"", &rows(ARCHITECTURES));
     let strategies: Vec<(String, String)> = STRATEGIES
         .iter()
         .map(|s| (s.name.to_string(), format!("{} (needs {})", s.description, s.needs)))
@@ -38,7 +42,10 @@ pub fn run() -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use crate::{experiment::data::DataConfig, experiment::meta::AlgorithmConfig, zoo::BackboneConfig};
+    use crate::{
+        experiment::{data::DataConfig, meta::AlgorithmConfig, mtl::ArchitectureConfig},
+        zoo::BackboneConfig,
+    };
     use serde::de::DeserializeOwned;
     use std::collections::BTreeSet;
 
@@ -67,5 +74,6 @@ mod tests {
         assert_eq!(variants::<DataConfig>(), names(super::DATASETS.iter().map(|d| d.0)));
         assert_eq!(variants::<BackboneConfig>(), names(super::BACKBONES.iter().map(|d| d.0)));
         assert_eq!(variants::<AlgorithmConfig>(), names(super::ALGORITHMS.iter().map(|a| a.name)));
+        assert_eq!(variants::<ArchitectureConfig>(), names(super::ARCHITECTURES.iter().map(|a| a.0)));
     }
 }

@@ -5,7 +5,7 @@ use metl_models::{
     conv4::{Conv4, Conv4Config},
     mlp::{Mlp, MlpConfig},
     resnet12::{ResNet12, ResNet12Config},
-    Model, Params,
+    Mode, Model, Params, StagedModel,
 };
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
@@ -101,6 +101,32 @@ impl Model for Backbone {
 
     fn state_dict(&self, params: &Params) -> metl_models::error::Result<Params> {
         delegate!(self, m => m.state_dict(params))
+    }
+}
+
+impl StagedModel for Backbone {
+    fn num_stages(&self) -> usize {
+        delegate!(self, m => m.num_stages())
+    }
+
+    fn stage_shapes(&self, input_shape: &[i64]) -> metl_models::error::Result<Vec<Vec<i64>>> {
+        delegate!(self, m => m.stage_shapes(input_shape))
+    }
+
+    fn output_shape(&self, input_shape: &[i64]) -> metl_models::error::Result<Vec<i64>> {
+        delegate!(self, m => m.output_shape(input_shape))
+    }
+
+    fn forward_stage(&self, params: &Params, stage: usize, h: &Tensor, mode: Mode) -> Tensor {
+        delegate!(self, m => m.forward_stage(params, stage, h, mode))
+    }
+
+    fn finish(&self, h: &Tensor) -> Tensor {
+        delegate!(self, m => m.finish(h))
+    }
+
+    fn forward_staged(&self, params: &Params, x: &Tensor, mode: Mode) -> Tensor {
+        delegate!(self, m => m.forward_staged(params, x, mode))
     }
 }
 

@@ -80,3 +80,26 @@ fn every_config_runs_in_a_short_version() {
     }
     fs::remove_dir_all(&out).ok();
 }
+
+/// The strategy sweeps in subfolders (`configs/omniglot50/<strategy>.toml`, one per
+/// weighting strategy) are too many to run here; each must load and validate.
+#[test]
+fn every_config_in_a_subfolder_loads_and_validates() {
+    let mut checked = 0;
+    for entry in fs::read_dir(workspace().join("configs")).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        for file in fs::read_dir(&dir).unwrap() {
+            let path = file.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                if let Err(e) = metl_runner::train::load_experiment(&path, &[]) {
+                    panic!("{}: {e:#}", path.display());
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 31, "only {checked} configs in subfolders");
+}

@@ -31,11 +31,13 @@
 
 pub mod data;
 pub mod meta;
+pub mod mtl;
 
 use crate::{error::bad_input, zoo::BackboneConfig};
 use data::DataConfig;
 use meta::AlgorithmConfig;
 use metl_data::EpisodeConfig;
+use mtl::MtlConfig;
 use serde::{Deserialize, Serialize};
 
 fn default_device() -> String {
@@ -74,7 +76,7 @@ pub struct Experiment {
     pub test: Option<TestConfig>,
     /// Multi-task learning (exclusive with `meta`).
     #[serde(default)]
-    pub mtl: Option<toml::Table>,
+    pub mtl: Option<MtlConfig>,
 }
 
 fn default_log_every() -> u64 {
@@ -266,9 +268,7 @@ impl Experiment {
                 Err(bad_input("no [meta.<algorithm>] or [mtl] section: say what to train (see `metl list`)"))
             }
             (Some(algorithm), None) => self.validate_meta(algorithm),
-            (None, Some(_)) => {
-                Err(bad_input("[mtl]: multi-task experiments are not wired into `metl train` yet"))
-            }
+            (None, Some(mtl)) => mtl.validate(&self.data),
         }
     }
 

@@ -1,6 +1,7 @@
 //! `metl train`: runs an experiment file into a run folder, or resumes one.
 
 pub mod meta;
+pub mod mtl;
 
 use crate::{
     checkpoint, config,
@@ -116,9 +117,13 @@ pub fn run(options: &TrainOptions) -> anyhow::Result<()> {
         tch::set_num_threads(threads as i32);
     }
     // Everything that can fail on bad input happens before the run folder exists.
+    enum Built {
+        Meta(meta::MetaSetup),
+        Mtl(Box<mtl::MtlSetup>),
+    }
     let setup = match experiment.kind() {
-        Kind::Meta => meta::setup(&experiment, device)?,
-        Kind::Mtl => unreachable!("validation rejects [mtl] until it is wired in"),
+        Kind::Meta => Built::Meta(meta::setup(&experiment, device)?),
+        Kind::Mtl => Built::Mtl(Box::new(mtl::setup(&experiment, device)?)),
     };
     let run = match run {
         Some(run) => run,
@@ -147,7 +152,10 @@ pub fn run(options: &TrainOptions) -> anyhow::Result<()> {
         resume: state,
         resume_from,
     };
-    meta::train(&mut ctx, setup)?;
+    match setup {
+        Built::Meta(setup) => meta::train(&mut ctx, setup)?,
+        Built::Mtl(setup) => mtl::train(&mut ctx, *setup)?,
+    }
     crate::plots::draw_run(&run)?;
     Ok(())
 }

@@ -70,6 +70,17 @@ fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     }
 }
 
+fn log_bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if lo.is_finite() {
+        (lo / 1.5, hi * 1.5)
+    } else {
+        (0.1, 10.0)
+    }
+}
+
 /// A tick label with as many decimals as the axis span needs (none for spans over 100),
 /// in scientific notation for tiny values.
 fn tick(v: f64, (lo, hi): (f64, f64)) -> String {
@@ -88,6 +99,25 @@ fn tick(v: f64, (lo, hi): (f64, f64)) -> String {
         4
     };
     format!("{v:.decimals$}")
+}
+
+/// A label on a logarithmic axis: three significant digits, whatever the decade
+/// (a fixed number of decimals would print 0.01 and 0.1 alike as "0").
+fn log_tick(v: f64) -> String {
+    if v <= 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let exponent = v.log10().floor();
+    if !(-3.0..5.0).contains(&exponent) {
+        return format!("{v:.1e}");
+    }
+    let decimals = (2.0 - exponent).max(0.0) as usize;
+    let text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    }
 }
 
 /// Colours of the standard series, distinguishable in print.
@@ -139,7 +169,9 @@ fn draw_panel(
 ) -> anyhow::Result<()> {
     let xs = bounds(panel.series.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
     let positive = |v: f64| if panel.log_y { v > 0.0 } else { true };
-    let ys = bounds(panel.series.iter().flat_map(|s| s.points.iter().map(|p| p.1).filter(|&v| positive(v))));
+    let y_values = panel.series.iter().flat_map(|s| s.points.iter().map(|p| p.1).filter(|&v| positive(v)));
+    // A log axis pads by a factor (a linear pad could reach below zero).
+    let ys = if panel.log_y { log_bounds(y_values) } else { bounds(y_values) };
     let mut builder = ChartBuilder::on(area);
     builder.caption(&panel.title, (FONT, 18)).margin(10).x_label_area_size(35).y_label_area_size(55);
     if panel.log_y {
@@ -153,7 +185,7 @@ fn draw_panel(
             .label_style((FONT, 13))
             .x_label_formatter(&|v| tick(*v, xs))
             .y_labels(8)
-            .y_label_formatter(&|v| tick(*v, ys))
+            .y_label_formatter(&|v| log_tick(*v))
             .draw()
             .map_err(|e| anyhow!("{e}"))?;
         draw_series(&mut chart, panel, positive)
@@ -215,6 +247,11 @@ mod tests {
         assert_eq!(tick(-2.5, (-5.0, 5.0)), "-2.5");
         assert_eq!(tick(0.25, (0.0, 1.0)), "0.25");
         assert_eq!(tick(0.001, (0.0009, 0.0011)), "1.0e-3");
+        assert_eq!(log_tick(0.01), "0.01");
+        assert_eq!(log_tick(0.25), "0.25");
+        assert_eq!(log_tick(3.0), "3");
+        assert_eq!(log_tick(1000.0), "1000");
+        assert_eq!(log_tick(2e-5), "2.0e-5");
     }
 
     #[test]

@@ -395,6 +395,36 @@ fn omniglot50_splits_drawings_10_4_6_per_character() {
 }
 
 #[test]
+fn omniglot50_on_a_subset_of_alphabets_keeps_their_samples() {
+    let Some(o) = omniglot() else { return };
+    let full = Omniglot50::new(o.clone(), Omniglot50Config::default()).unwrap();
+    let config = Omniglot50Config { alphabets: Some(vec![7, 2]), ..Default::default() };
+    let two = Omniglot50::new(o.clone(), config).unwrap();
+    assert_eq!(two.num_tasks(), 2);
+    assert_eq!(two.tasks()[0].name, o.alphabets()[7]);
+    for split in Split::ALL {
+        let want: HashSet<(usize, usize)> = (0..full.len(split))
+            .map(|i| full.sample(split, i))
+            .filter(|(class, _)| [7, 2].contains(&o.alphabet_of(*class)))
+            .collect();
+        let got: HashSet<(usize, usize)> = (0..two.len(split)).map(|i| two.sample(split, i)).collect();
+        assert_eq!(got, want, "{split}");
+    }
+    let indices: Vec<usize> = (0..two.len(Split::Test)).collect();
+    let batch = two.batch(Split::Test, &indices, Device::Cpu).unwrap();
+    let ids = Vec::<i64>::try_from(batch.task_ids.as_ref().unwrap()).unwrap();
+    for (row, &i) in indices.iter().enumerate() {
+        let alphabet = o.alphabet_of(two.sample(Split::Test, i).0);
+        assert_eq!(ids[row], if alphabet == 7 { 0 } else { 1 });
+    }
+    for bad in [vec![], vec![3, 3], vec![50]] {
+        let config = Omniglot50Config { alphabets: Some(bad.clone()), ..Default::default() };
+        let err = Omniglot50::new(o.clone(), config).unwrap_err();
+        assert!(err.to_string().contains("omniglot50.alphabets"), "{bad:?}: {err}");
+    }
+}
+
+#[test]
 fn a_user_pool_works_on_any_class_subset() {
     let Some(o) = omniglot() else { return };
     let pool = ClassPool::unrotated("five", [3, 9, 27, 81, 243]);

@@ -23,18 +23,22 @@ use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 
 /// How drawings are split.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Omniglot50Config {
     /// Drawings per character in train, validation and test; default `[10, 4, 6]`.
     pub drawings: [usize; 3],
     /// Seed of the per-character shuffles; default 0.
     pub seed: u64,
+    /// The alphabets to keep as tasks, by index into [`Omniglot::alphabets`] (task `t` is
+    /// `alphabets[t]`); default all of them. One alphabet gives a single-task baseline on
+    /// exactly the samples it has in the multi-task dataset.
+    pub alphabets: Option<Vec<usize>>,
 }
 
 impl Default for Omniglot50Config {
     fn default() -> Self {
-        Self { drawings: [10, 4, 6], seed: 0 }
+        Self { drawings: [10, 4, 6], seed: 0, alphabets: None }
     }
 }
 
@@ -52,6 +56,8 @@ pub struct Omniglot50 {
     tasks: Vec<TaskInfo>,
     /// Per class: its index within its alphabet.
     label: Vec<i64>,
+    /// Per alphabet: its task, if kept.
+    task_of_alphabet: Vec<Option<usize>>,
     samples: [Vec<Sample>; 3],
 }
 
@@ -71,20 +77,39 @@ impl Omniglot50 {
                 "needs at least one training drawing",
             ));
         }
-        let mut tasks = Vec::with_capacity(omniglot.alphabets().len());
+        let all = omniglot.alphabets().len();
+        let kept: Vec<usize> = config.alphabets.clone().unwrap_or_else(|| (0..all).collect());
+        let mut task_of_alphabet = vec![None; all];
+        for (t, &a) in kept.iter().enumerate() {
+            if a >= all || task_of_alphabet[a].is_some() {
+                return Err(DataError::invalid(
+                    "omniglot50.alphabets",
+                    format!("{kept:?}"),
+                    format!("distinct alphabet indices below {all}"),
+                ));
+            }
+            task_of_alphabet[a] = Some(t);
+        }
+        if kept.is_empty() {
+            return Err(DataError::invalid("omniglot50.alphabets", "[]", "at least one alphabet"));
+        }
+        let mut tasks = Vec::with_capacity(kept.len());
         let mut label = vec![0; omniglot.num_classes()];
-        for (a, name) in omniglot.alphabets().iter().enumerate() {
+        for &a in &kept {
             let classes = omniglot.classes_of_alphabet(a);
             for (i, class) in classes.clone().enumerate() {
                 label[class] = i as i64;
             }
             tasks.push(TaskInfo {
-                name: name.clone(),
+                name: omniglot.alphabets()[a].clone(),
                 kind: TaskKind::Classification { classes: classes.len() },
             });
         }
         let mut samples: [Vec<Sample>; 3] = Default::default();
         for class in 0..omniglot.num_classes() {
+            if task_of_alphabet[omniglot.alphabet_of(class)].is_none() {
+                continue;
+            }
             let available = omniglot.class_len(class);
             if available < needed {
                 return Err(DataError::NotEnoughExamples {
@@ -93,6 +118,8 @@ impl Omniglot50 {
                     available,
                 });
             }
+            // The shuffle depends on the class only: a subset of alphabets keeps exactly
+            // the samples these alphabets have in the full dataset.
             let mut drawings: Vec<u32> = (0..available as u32).collect();
             drawings.shuffle(&mut substream(config.seed, class as u64));
             let mut rest = &drawings[..];
@@ -101,7 +128,7 @@ impl Omniglot50 {
                 rest = &rest[n..];
             }
         }
-        Ok(Self { omniglot, tasks, label, samples })
+        Ok(Self { omniglot, tasks, label, task_of_alphabet, samples })
     }
 
     /// The underlying Omniglot.
@@ -141,7 +168,8 @@ impl MultiTaskDataset for Omniglot50 {
         for (row, &i) in indices.iter().enumerate() {
             let (class, drawing) = self.sample(split, i);
             pixels.extend_from_slice(self.omniglot.image(class, drawing));
-            let task = self.omniglot.alphabet_of(class);
+            let task = self.task_of_alphabet[self.omniglot.alphabet_of(class)]
+                .expect("only kept alphabets have samples");
             task_ids.push(task as i64);
             targets[task][row] = self.label[class];
         }

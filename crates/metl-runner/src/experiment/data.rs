@@ -145,6 +145,11 @@ pub struct Omniglot50Data {
     /// Drawings per character in train, validation and test (default `[10, 4, 6]`).
     #[serde(default = "default_drawings")]
     pub drawings: [usize; 3],
+    /// The alphabets kept as tasks, by index (0–29 background, 30–49 evaluation, in
+    /// alphabetical order within each); default all 50. One alphabet is a single-task run
+    /// on exactly the samples it has in the multi-task dataset.
+    #[serde(default)]
+    pub alphabets: Option<Vec<usize>>,
 }
 
 fn default_drawings() -> [usize; 3] {
@@ -310,7 +315,11 @@ pub fn load_multitask(config: &DataConfig) -> anyhow::Result<Arc<dyn MultiTaskDa
     match config {
         DataConfig::Omniglot50(c) => {
             let omniglot = load_omniglot(c.root.as_deref(), c.image_size, c.filter)?;
-            let config = Omniglot50Config { drawings: c.drawings, ..Default::default() };
+            let config = Omniglot50Config {
+                drawings: c.drawings,
+                alphabets: c.alphabets.clone(),
+                ..Default::default()
+            };
             Ok(Arc::new(Omniglot50::new(omniglot, config).map_err(bad_input)?))
         }
         DataConfig::SyntheticRegression(c) => {

@@ -1,6 +1,6 @@
 //! One multi-task training step per strategy (forward, per-task losses, the strategy's
 //! gradient work, Adam), 2 threads, `T ∈ {2, 10, 40}`, on the workloads of
-//! `metl_benches::mtl_workload`: group `mtl_step` is the PyTorch reference's
+//! `metl_mtl::workload`: group `mtl_step` is the PyTorch reference's
 //! (`../shared/reference/mtl_step.py`: MLP trunk 64→256→256, `T` linear heads, batch 256),
 //! group `mtl_step_conv4` a Conv4 trunk on 28×28 images (batch 64, 5-way heads).
 //!
@@ -12,8 +12,8 @@
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use metl_benches::mtl_workload::{batches, workload, Backbone};
 use metl_mtl::registry::STRATEGIES;
+use metl_mtl::workload::{batches, workload, Backbone};
 use std::time::Duration;
 
 fn task_counts() -> Vec<usize> {

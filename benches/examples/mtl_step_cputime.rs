@@ -1,12 +1,12 @@
 //! CPU time per multi-task training step (one thread), for comparisons on a busy machine
 //! where wall-clock benchmarks are meaningless: the workload of `benches/mtl_step.rs`
-//! (`metl_benches::mtl_workload`).
+//! (`metl_mtl::workload`).
 //!
 //! `cargo run --release -p metl-benches --example mtl_step_cputime -- 10,40 ew,pcgrad,mgda_ub 100 [mlp|conv4]`
 //! (`all` for every strategy; the backbone defaults to the reference's MLP);
 //! `mtl_step_cputime_reference.py` beside this file times the PyTorch reference the same way.
 
-use metl_benches::mtl_workload::{batches, workload, Backbone};
+use metl_mtl::workload::{batches, workload, Backbone};
 
 /// User + system CPU seconds of this process (`/proc/self/stat`, clock ticks of 10 ms).
 fn cpu_seconds() -> Result<f64, Box<dyn std::error::Error>> {

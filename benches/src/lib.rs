@@ -5,10 +5,8 @@
 //! this library:
 //!
 //! - [`mtl_toy`]: the two-objective toy problem of CAGrad / Nash-MTL / FAMO.
-//! - [`mtl_workload`]: the multi-task step workload of the PyTorch reference.
 //! - [`models`]: meta-batches through the MLP, Conv4 and ResNet-12, per-task loop against
 //!   task-batched.
 
 pub mod models;
 pub mod mtl_toy;
-pub mod mtl_workload;

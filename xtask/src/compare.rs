@@ -98,6 +98,96 @@ const WORKLOADS: &[Workload] = &[
         omniglot: true,
         target: "≥ 1.2×",
     },
+    Workload {
+        label: "MTL step, EW, T = 2",
+        script: "mtl_step.py",
+        args: &["--tasks", "2", "--methods", "equal"],
+        impls: &[],
+        key: "results.0.steps_per_s",
+        metl: &["mtl-step", "--strategy", "ew", "--tasks", "2"],
+        omniglot: false,
+        target: "≥ 1.2×",
+    },
+    Workload {
+        label: "MTL step, PCGrad, T = 2",
+        script: "mtl_step.py",
+        args: &["--tasks", "2", "--methods", "pcgrad"],
+        impls: &[],
+        key: "results.0.steps_per_s",
+        metl: &["mtl-step", "--strategy", "pcgrad", "--tasks", "2"],
+        omniglot: false,
+        target: "-",
+    },
+    Workload {
+        label: "MTL step, MGDA-UB, T = 2",
+        script: "mtl_step.py",
+        args: &["--tasks", "2", "--methods", "mgda"],
+        impls: &[],
+        key: "results.0.steps_per_s",
+        metl: &["mtl-step", "--strategy", "mgda_ub", "--tasks", "2"],
+        omniglot: false,
+        target: "-",
+    },
+    Workload {
+        label: "MTL step, EW, T = 10",
+        script: "mtl_step.py",
+        args: &["--tasks", "10", "--methods", "equal"],
+        impls: &[],
+        key: "results.0.steps_per_s",
+        metl: &["mtl-step", "--strategy", "ew", "--tasks", "10"],
+        omniglot: false,
+        target: "≥ 1.2×",
+    },
+    Workload {
+        label: "MTL step, PCGrad, T = 10",
+        script: "mtl_step.py",
+        args: &["--tasks", "10", "--methods", "pcgrad"],
+        impls: &[],
+        key: "results.0.steps_per_s",
+        metl: &["mtl-step", "--strategy", "pcgrad", "--tasks", "10"],
+        omniglot: false,
+        target: "≥ 1.5×",
+    },
+    Workload {
+        label: "MTL step, MGDA-UB, T = 10",
+        script: "mtl_step.py",
+        args: &["--tasks", "10", "--methods", "mgda"],
+        impls: &[],
+        key: "results.0.steps_per_s",
+        metl: &["mtl-step", "--strategy", "mgda_ub", "--tasks", "10"],
+        omniglot: false,
+        target: "≥ 1.5×",
+    },
+    Workload {
+        label: "MTL step, EW, T = 40",
+        script: "mtl_step.py",
+        args: &["--tasks", "40", "--methods", "equal"],
+        impls: &[],
+        key: "results.0.steps_per_s",
+        metl: &["mtl-step", "--strategy", "ew", "--tasks", "40"],
+        omniglot: false,
+        target: "≥ 1.2×",
+    },
+    Workload {
+        label: "MTL step, PCGrad, T = 40",
+        script: "mtl_step.py",
+        args: &["--tasks", "40", "--methods", "pcgrad"],
+        impls: &[],
+        key: "results.0.steps_per_s",
+        metl: &["mtl-step", "--strategy", "pcgrad", "--tasks", "40"],
+        omniglot: false,
+        target: "≥ 3×",
+    },
+    Workload {
+        label: "MTL step, MGDA-UB, T = 40",
+        script: "mtl_step.py",
+        args: &["--tasks", "40", "--methods", "mgda"],
+        impls: &[],
+        key: "results.0.steps_per_s",
+        metl: &["mtl-step", "--strategy", "mgda_ub", "--tasks", "40"],
+        omniglot: false,
+        target: "-",
+    },
 ];
 
 /// The folder of the reference scripts: `$METL_REFERENCE_DIR`, else `../shared/reference`.
@@ -213,11 +303,11 @@ struct Measure {
     rss_mb: f64,
 }
 
-/// Reads `key` (dotted) and `peak_rss_mb` from a JSON file through Python's json module
+/// Reads `key` (dotted; numbers index lists) and `peak_rss_mb` from a JSON file through Python's json module
 /// (xtask has no JSON parser of its own, by design).
 fn read_json(python: &Path, file: &Path, key: &str) -> Result<Measure> {
     let script = format!(
-        "import json,sys\nd=json.load(open(sys.argv[1]))\nv=d\nfor k in {key:?}.split('.'):\n    v=v[k]\nprint(v, d.get('peak_rss_mb', 0))"
+        "import json,sys\nd=json.load(open(sys.argv[1]))\nv=d\nfor k in {key:?}.split('.'):\n    v=v[int(k)] if isinstance(v, list) else v[k]\nprint(v, d.get('peak_rss_mb', 0))"
     );
     let out = Command::new(python).args(["-c", &script]).arg(file).output()?;
     let text = String::from_utf8_lossy(&out.stdout);

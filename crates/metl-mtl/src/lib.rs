@@ -12,6 +12,8 @@
 //!   checkpoints so that a resumed run continues exactly (see [`MtlStep::checkpoint`]).
 //! - [`strategies`]: every strategy, one file each; [`registry`]: all of them by name,
 //!   with descriptions and configurations ([`StrategyConfig`]).
+//! - [`workload`]: the standard MTL-step workloads that benchmarks time (the PyTorch
+//!   reference's MLP, and a Conv4 one).
 //! - [`trainer`]: [`MtlStep`], a whole training step (forward, masked per-task losses,
 //!   strategy, optimizer step) for a [`metl_models::MultiTaskModel`].
 //! - [`delta_m`]: Δm% against single-task baselines, in LibMTL's and in Maninis et al.'s
@@ -44,6 +46,7 @@ pub mod solvers;
 pub mod strategies;
 pub mod strategy;
 pub mod trainer;
+pub mod workload;
 
 pub use backward::{MtlBackward, Representation, StepReport, TaskLosses};
 pub use error::MtlError;

@@ -26,6 +26,9 @@ pub enum Workload {
     MamlOmniglot,
     /// Prototypical networks, 60-way 5-shot 5-query training episodes, Conv4.
     ProtonetOmniglot,
+    /// One multi-task training step: MLP trunk 64→256→256, `--tasks` linear heads, batch
+    /// 256, `--strategy` ([`metl_mtl::workload`]).
+    MtlStep,
 }
 
 /// Options of `metl bench`.
@@ -35,6 +38,10 @@ pub struct BenchOptions {
     pub workload: Workload,
     /// First-order MAML.
     pub first_order: bool,
+    /// The weighting strategy of `mtl-step` (a registry name).
+    pub strategy: String,
+    /// The number of tasks of `mtl-step`.
+    pub tasks: usize,
     /// Warm-up iterations (default: the reference's for the workload).
     pub warmup: Option<usize>,
     /// Iterations per timed window (default: the reference's).
@@ -145,7 +152,14 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
                 let batch = tasks.sample_batch(25, 10, 10, device)?;
                 Ok(maml.meta_train_step(&batch)?.loss)
             };
-            ("maml_sinusoid", variant, "meta-iterations/s", 50, 200, Box::new(step) as Box<dyn FnMut() -> _>)
+            (
+                "maml_sinusoid",
+                variant.to_owned(),
+                "meta-iterations/s",
+                50,
+                200,
+                Box::new(step) as Box<dyn FnMut() -> _>,
+            )
         }
         Workload::MamlOmniglot => {
             let (omniglot, pool) = omniglot_background()?;
@@ -162,13 +176,21 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
                 outer_lr: 1e-3,
                 first_order: options.first_order,
                 task_batched: true,
+                ..MamlConfig::default()
             };
             let mut maml = Maml::new(net, theta, &vs, TaskLoss::CrossEntropy, config)?;
             let step = move || -> anyhow::Result<f64> {
                 let batch = sampler.next_batch()?;
                 Ok(maml.meta_train_step(&batch)?.loss)
             };
-            ("maml_omniglot", variant, "meta-iterations/s", 2, 5, Box::new(step) as Box<dyn FnMut() -> _>)
+            (
+                "maml_omniglot",
+                variant.to_owned(),
+                "meta-iterations/s",
+                2,
+                5,
+                Box::new(step) as Box<dyn FnMut() -> _>,
+            )
         }
         Workload::ProtonetOmniglot => {
             let (omniglot, pool) = omniglot_background()?;
@@ -183,7 +205,29 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
                 let batch = sampler.next_batch()?;
                 Ok(protonet.meta_train_step(&batch)?.loss)
             };
-            ("protonet_omniglot", "train", "episodes/s", 10, 50, Box::new(step) as Box<dyn FnMut() -> _>)
+            (
+                "protonet_omniglot",
+                "train".to_owned(),
+                "episodes/s",
+                10,
+                50,
+                Box::new(step) as Box<dyn FnMut() -> _>,
+            )
+        }
+        Workload::MtlStep => {
+            if device != Device::Cpu {
+                return Err(bad_input("mtl-step: the reference workload runs on the CPU (--device cpu)"));
+            }
+            use metl_mtl::workload::{batches, workload, Backbone};
+            let data = batches(Backbone::Mlp, options.tasks, 8);
+            let mut w = workload(Backbone::Mlp, &options.strategy, options.tasks).map_err(bad_input)?;
+            let mut i = 0;
+            let step = move || -> anyhow::Result<f64> {
+                i += 1;
+                Ok(w.step(&data[i % 8], &data[(i + 1) % 8])?)
+            };
+            let variant = format!("{}_t{}", options.strategy, options.tasks);
+            ("mtl_step", variant, "steps/s", 20, 100, Box::new(step) as Box<dyn FnMut() -> _>)
         }
     };
     let before = peak_rss_mb();
@@ -192,7 +236,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
         time_windows(options.warmup.unwrap_or(warmup), window, options.windows, &mut step)?;
     let result = BenchResult {
         workload: name.into(),
-        variant: variant.into(),
+        variant,
         per_second: window as f64 / median(&times),
         unit,
         window_seconds: times,

@@ -50,6 +50,12 @@ pub struct BenchArgs {
     /// First-order MAML.
     #[arg(long)]
     pub first_order: bool,
+    /// The weighting strategy of `mtl-step` (see `metl list`).
+    #[arg(long, default_value = "ew")]
+    pub strategy: String,
+    /// The number of tasks of `mtl-step`.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tasks: u64,
     /// Warm-up iterations (default: the reference script's).
     #[arg(long)]
     pub warmup: Option<usize>,

@@ -49,6 +49,8 @@ fn main() -> ExitCode {
             bench::run(&bench::BenchOptions {
                 workload: args.workload,
                 first_order: args.first_order,
+                strategy: args.strategy.clone(),
+                tasks: args.tasks as usize,
                 warmup: args.warmup,
                 window: args.window,
                 windows: args.windows as usize,

@@ -1,5 +1,6 @@
-//! The multi-task step workloads of the criterion bench `mtl_step` and the CPU-time example
-//! `mtl_step_cputime`:
+//! Standard multi-task step workloads, shared by `metl bench mtl-step` (and so
+//! `cargo xtask compare`), the criterion bench `mtl_step` and the CPU-time example
+//! `mtl_step_cputime`, so that every speed figure times the same thing:
 //!
 //! - [`Backbone::Mlp`], the PyTorch reference's (`../shared/reference/mtl_step.py`): a
 //!   shared MLP trunk 64→256→256, `T` linear heads 256→1, batch 256, MSE per task on a fixed
@@ -9,6 +10,7 @@
 //!
 //! both with Adam lr 1e-3.
 
+use crate::{error::Result, MtlStep, Setup, StrategyConfig};
 use metl_data::MultiTaskBatch;
 use metl_models::{
     conv4::{Conv4, Conv4Config},
@@ -17,7 +19,6 @@ use metl_models::{
     optim::{Adam, AdamConfig, Optimizer},
     HardSharing, MultiTaskModel, Params, TaskLoss,
 };
-use metl_mtl::{MtlStep, Setup, StrategyConfig};
 use tch::{nn, Device, Kind, Tensor};
 
 /// The shared trunk of a workload.
@@ -78,11 +79,8 @@ fn mlp_batches(tasks: usize, count: usize) -> Vec<MultiTaskBatch> {
 /// A training step of a workload: the trainer for its model, and Adam.
 pub trait Step {
     /// One step on `batch` (`validation` for bilevel strategies).
-    fn step(
-        &mut self,
-        batch: &MultiTaskBatch,
-        validation: &MultiTaskBatch,
-    ) -> Result<(), Box<dyn std::error::Error>>;
+    /// Returns the mean task loss, as a check that it trains.
+    fn step(&mut self, batch: &MultiTaskBatch, validation: &MultiTaskBatch) -> Result<f64>;
 }
 
 /// A trainer for a workload with strategy `name` and its Adam optimizer (over the model's
@@ -97,22 +95,15 @@ pub struct Workload<M> {
 }
 
 impl<M: MultiTaskModel> Step for Workload<M> {
-    fn step(
-        &mut self,
-        batch: &MultiTaskBatch,
-        validation: &MultiTaskBatch,
-    ) -> Result<(), Box<dyn std::error::Error>> {
-        self.trainer.step(batch, &mut self.adam as &mut dyn Optimizer, Some(validation))?;
-        Ok(())
+    fn step(&mut self, batch: &MultiTaskBatch, validation: &MultiTaskBatch) -> Result<f64> {
+        let report = self.trainer.step(batch, &mut self.adam as &mut dyn Optimizer, Some(validation))?;
+        let present: Vec<f64> = report.losses.iter().copied().filter(|l| l.is_finite()).collect();
+        Ok(present.iter().sum::<f64>() / present.len().max(1) as f64)
     }
 }
 
 /// `backbone`'s workload for `tasks` tasks with strategy `name` (default settings).
-pub fn workload(
-    backbone: Backbone,
-    name: &str,
-    tasks: usize,
-) -> Result<Box<dyn Step>, Box<dyn std::error::Error>> {
+pub fn workload(backbone: Backbone, name: &str, tasks: usize) -> Result<Box<dyn Step>> {
     Ok(match backbone {
         Backbone::Mlp => {
             let heads =
@@ -132,11 +123,7 @@ pub fn workload(
     })
 }
 
-fn build<M: MultiTaskModel>(
-    model: M,
-    name: &str,
-    loss: TaskLoss,
-) -> Result<Workload<M>, Box<dyn std::error::Error>> {
+fn build<M: MultiTaskModel>(model: M, name: &str, loss: TaskLoss) -> Result<Workload<M>> {
     let tasks = model.num_tasks();
     let vs = nn::VarStore::new(Device::Cpu);
     let params = model.init(&vs.root().sub("model"))?;

@@ -400,6 +400,7 @@ fn build(
                 outer_lr: r.outer_lr,
                 first_order: args.algorithm == A::Fomaml,
                 task_batched,
+                ..Default::default()
             };
             Box::new(metl_meta::maml::Maml::new(model, theta, vs, loss, config)?)
         }

@@ -12,7 +12,9 @@
 
 use crate::{
     error::{MetaError, Result},
-    maml_family::{delegate_meta_learner, AdaptedParams, FamilySettings, LrRule, MamlFamily},
+    maml_family::{
+        check_checkpointing, delegate_meta_learner, AdaptedParams, FamilySettings, LrRule, MamlFamily,
+    },
     outer::check_lr,
 };
 use metl_models::{Model, Params, TaskLoss};
@@ -35,6 +37,11 @@ pub struct AnilConfig {
     pub first_order: bool,
     /// Adapt all tasks of a meta-batch at once (default true).
     pub task_batched: bool,
+    /// Second-order meta-gradients by gradient checkpointing of the inner loop (default
+    /// false): the same meta-gradient, with memory that does not grow with the inner
+    /// steps, for about one extra support forward and backward pass per step (see
+    /// [`crate::maml_family`]). Needs `first_order = false`.
+    pub checkpointing: bool,
 }
 
 impl Default for AnilConfig {
@@ -46,6 +53,7 @@ impl Default for AnilConfig {
             outer_lr: 1e-3,
             first_order: false,
             task_batched: true,
+            checkpointing: false,
         }
     }
 }
@@ -61,7 +69,7 @@ impl AnilConfig {
         if self.inner_steps == 0 {
             return Err(MetaError::invalid("anil.inner_steps", 0, "must be >= 1"));
         }
-        Ok(())
+        check_checkpointing("anil.checkpointing", self.checkpointing, self.first_order)
     }
 }
 
@@ -81,6 +89,7 @@ impl<M: Model> Anil<M> {
         let settings = FamilySettings {
             adapted: AdaptedParams::Prefixes(config.head.clone()),
             task_batched: config.task_batched,
+            checkpointing: config.checkpointing,
             ..FamilySettings::basic(config.inner_steps, lr, config.first_order, config.outer_lr)
         };
         Ok(Self { family: MamlFamily::new(model, params, loss, settings)?, config })

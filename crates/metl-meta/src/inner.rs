@@ -159,12 +159,34 @@ impl<'a> InnerLoop<'a> {
         &self,
         start: Params,
         steps: usize,
+        support_loss: impl FnMut(&Params, usize) -> Result<Tensor>,
+        after_step: impl FnMut(usize, &Params) -> Result<()>,
+    ) -> Result<Params> {
+        self.run_steps(start, 0..steps, support_loss, after_step)
+    }
+
+    /// Takes steps `steps.start .. steps.end` from `start` (the weights before step
+    /// `steps.start`), as [`InnerLoop::run`] would take them: with step `j`'s learning rate
+    /// and `support_loss(φ, j)`. This replays part of an inner loop (gradient checkpointing
+    /// recomputes one step at a time). Only plain SGD is a function of the weights alone;
+    /// the stateful optimizers (momentum, Adam) must start at step 0.
+    pub fn run_steps(
+        &self,
+        start: Params,
+        steps: std::ops::Range<usize>,
         mut support_loss: impl FnMut(&Params, usize) -> Result<Tensor>,
         mut after_step: impl FnMut(usize, &Params) -> Result<()>,
     ) -> Result<Params> {
+        if steps.start > 0 && self.optimizer != InnerOptimizer::Sgd {
+            return Err(MetaError::invalid(
+                "inner.optimizer",
+                format!("{:?}", self.optimizer),
+                format!("keeps state across steps: it cannot resume at step {}", steps.start),
+            ));
+        }
         let mut fast = start;
         let mut moments = Moments::default();
-        for step in 0..steps {
+        for step in steps {
             let loss = support_loss(&fast, step)?;
             let grads = fast.grads(&loss, self.create_graph)?;
             fast = self.update(&fast, &grads, step, &mut moments)?;

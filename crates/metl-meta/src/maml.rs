@@ -25,7 +25,7 @@
 
 use crate::{
     error::{MetaError, Result},
-    maml_family::{delegate_meta_learner, FamilySettings, LrRule, MamlFamily},
+    maml_family::{check_checkpointing, delegate_meta_learner, FamilySettings, LrRule, MamlFamily},
     outer::check_lr,
 };
 use metl_models::{Model, Params, TaskLoss};
@@ -46,11 +46,23 @@ pub struct MamlConfig {
     pub first_order: bool,
     /// Adapt all tasks of a meta-batch at once (default true) or one after another.
     pub task_batched: bool,
+    /// Second-order meta-gradients by gradient checkpointing of the inner loop (default
+    /// false): the same meta-gradient, with memory that does not grow with the inner
+    /// steps, for about one extra support forward and backward pass per step (see
+    /// [`crate::maml_family`]). Needs `first_order = false`.
+    pub checkpointing: bool,
 }
 
 impl Default for MamlConfig {
     fn default() -> Self {
-        Self { inner_lr: 0.01, inner_steps: 1, outer_lr: 1e-3, first_order: false, task_batched: true }
+        Self {
+            inner_lr: 0.01,
+            inner_steps: 1,
+            outer_lr: 1e-3,
+            first_order: false,
+            task_batched: true,
+            checkpointing: false,
+        }
     }
 }
 
@@ -62,12 +74,13 @@ impl MamlConfig {
         if self.inner_steps == 0 {
             return Err(MetaError::invalid("meta.inner_steps", 0, "must be >= 1"));
         }
-        Ok(())
+        check_checkpointing("meta.checkpointing", self.checkpointing, self.first_order)
     }
 
     fn settings(&self) -> FamilySettings {
         FamilySettings {
             task_batched: self.task_batched,
+            checkpointing: self.checkpointing,
             ..FamilySettings::basic(
                 self.inner_steps,
                 LrRule::Fixed(self.inner_lr),

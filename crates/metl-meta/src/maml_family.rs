@@ -20,6 +20,30 @@
 //! gradient. With `task_batched = false` each task runs alone through [`Model::forward`] and
 //! its meta-loss is back-propagated before the next task's (less memory, slower); the tests
 //! check that both paths give the same meta-gradient.
+//!
+//! **Gradient checkpointing** (`checkpointing = true`). Second-order back-propagation keeps
+//! the graph of every inner step (support forward pass and double backward) until the outer
+//! backward pass: memory grows linearly with the steps `k`. With checkpointing the inner
+//! loop first runs without graphs, keeping only the fast weights φ⁽¹⁾ … φ⁽ᵏ⁻¹⁾; then a
+//! hand-written reverse pass recomputes one step `Φⱼ(φ) = φ − αʲ ⊙ ∇L^s(φ)` at a time, from
+//! `j = k − 1` down to 0, with `create_graph`, from a fresh leaf φ̂ holding φ⁽ʲ⁾ (θ itself
+//! for `j = 0`), and back-propagates
+//!
+//! ```text
+//! S_j = ⟨Φⱼ(φ̂), a⁽ʲ⁺¹⁾⟩ + wⱼ L^q(Φⱼ(φ̂)),    a⁽ʲ⁾ = ∂S_j/∂φ̂ = (∂Φⱼ/∂φ)ᵀ a⁽ʲ⁺¹⁾ + wⱼ ∇L^q(φ⁽ʲ⁺¹⁾),   a⁽ᵏ⁾ = 0,
+//! ```
+//!
+//! a vector-Jacobian product through the support Hessian; the same backward pass
+//! accumulates `∂S_j/∂θ_f` and `∂S_j/∂α` (frozen weights, learned rates) into `.grad`, and the
+//! last one (`j = 0`) delivers `a⁽⁰⁾` into θ's `.grad`. By the chain rule the sum is exactly
+//! the ordinary second-order meta-gradient (the tests compare them to 1e-10 in float64).
+//! Memory: one step's graph plus `k − 1` copies of the adapted weights (per task). Compute:
+//! every step runs twice, about one extra support forward and backward pass per step.
+//! Batch-norm running statistics are saved before and restored after the recomputation, so
+//! they end up as without checkpointing. Needs the plain SGD inner loop (momentum and Adam
+//! carry state from step to step); first-order iterations do not use it.
+
+mod checkpointed;
 
 use crate::{
     error::{MetaError, Result},
@@ -134,6 +158,10 @@ pub struct FamilySettings {
     pub per_step_forward: bool,
     /// Adapt all tasks at once (default) or one after another.
     pub task_batched: bool,
+    /// Second-order meta-gradients by gradient checkpointing of the inner loop: the same
+    /// meta-gradient with memory that no longer grows with the inner steps (see the
+    /// [module documentation](self)). Needs plain SGD inside.
+    pub checkpointing: bool,
     /// The outer optimizer.
     pub outer_optimizer: OuterOptimizer,
     /// Outer learning rate.
@@ -156,6 +184,7 @@ impl FamilySettings {
             multi_step_loss: None,
             per_step_forward: false,
             task_batched: true,
+            checkpointing: false,
             outer_optimizer: OuterOptimizer::Adam,
             outer_lr,
             schedule: LrSchedule::Constant,
@@ -179,6 +208,36 @@ pub(crate) enum Layout {
     Batched,
     /// One task: parameters without a task dimension, inputs with a leading 1.
     Single,
+}
+
+/// The support sets of a task batch as one inner loop sees them.
+struct SupportSets<'a> {
+    batch: &'a TaskBatch,
+    /// The mini-batches of every step, when the inner loop uses mini-batches.
+    minibatches: Option<SupportBatches>,
+}
+
+/// Errors when `checkpointing` (config field `field`) is asked for first-order
+/// meta-gradients, which keep no inner-loop graph to checkpoint.
+pub(crate) fn check_checkpointing(field: &'static str, checkpointing: bool, first_order: bool) -> Result<()> {
+    if checkpointing && first_order {
+        return Err(MetaError::invalid(
+            field,
+            true,
+            "needs second-order meta-gradients (first_order = false): first order keeps no inner-loop \
+             graph to checkpoint",
+        ));
+    }
+    Ok(())
+}
+
+/// `value`, or [`MetaError::NonFiniteLoss`] at meta-iteration `t` when it is not finite.
+fn finite_meta_loss(value: f64, t: u64) -> Result<f64> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(MetaError::NonFiniteLoss { what: "meta-loss", value, step: t })
+    }
 }
 
 /// The shared engine of the MAML family; see the module documentation.
@@ -206,6 +265,17 @@ impl<M: Model> std::fmt::Debug for MamlFamily<M> {
 impl<M: Model> MamlFamily<M> {
     /// The engine over `model` with meta-parameters `params` (leaf tensors).
     pub fn new(model: M, params: Params, loss: TaskLoss, settings: FamilySettings) -> Result<Self> {
+        if settings.checkpointing && settings.inner_optimizer != InnerOptimizer::Sgd {
+            return Err(MetaError::invalid(
+                "checkpointing",
+                true,
+                format!(
+                    "needs the plain SGD inner loop (a step recomputed alone must not depend on \
+                     optimizer state), not {:?}",
+                    settings.inner_optimizer
+                ),
+            ));
+        }
         let (adapted, frozen) = params.split(|n| settings.adapted.adapts(n));
         if adapted.is_empty() {
             return Err(MetaError::invalid(
@@ -320,32 +390,40 @@ impl<M: Model> MamlFamily<M> {
         })
     }
 
-    /// Runs the inner loop on the support sets of `batch`.
-    #[allow(clippy::too_many_arguments)]
-    fn adapt(
-        &self,
-        start: Params,
-        frozen: &Params,
-        lrs: Option<&Params>,
-        batch: &TaskBatch,
-        steps: usize,
-        create_graph: bool,
-        layout: Layout,
-        after_step: impl FnMut(usize, &Params) -> Result<()>,
-    ) -> Result<Params> {
-        let inner =
-            InnerLoop { lr: self.inner_lr(lrs), optimizer: self.settings.inner_optimizer, create_graph };
+    /// The support sets of `batch` for an inner loop of `steps` steps: whole, or cut into
+    /// mini-batches drawn once here (so that a recomputed step sees the same examples).
+    fn support_sets<'a>(&self, batch: &'a TaskBatch, steps: usize) -> SupportSets<'a> {
         let support = batch.support_x.size()[1] as usize;
         let minibatches = self
             .settings
             .inner_batch
             .filter(|&b| b < support)
             .map(|b| SupportBatches::new(batch.num_tasks(), support, b, steps, batch.device()));
-        inner.run(
+        SupportSets { batch, minibatches }
+    }
+
+    /// Runs inner steps `steps` (a range of step indices; `start` holds the weights before
+    /// the first) on `support`.
+    #[allow(clippy::too_many_arguments)]
+    fn adapt(
+        &self,
+        start: Params,
+        frozen: &Params,
+        lrs: Option<&Params>,
+        support: &SupportSets<'_>,
+        steps: std::ops::Range<usize>,
+        create_graph: bool,
+        layout: Layout,
+        after_step: impl FnMut(usize, &Params) -> Result<()>,
+    ) -> Result<Params> {
+        let inner =
+            InnerLoop { lr: self.inner_lr(lrs), optimizer: self.settings.inner_optimizer, create_graph };
+        let SupportSets { batch, minibatches } = support;
+        inner.run_steps(
             start,
             steps,
             |fast, step| {
-                let (x, y) = match &minibatches {
+                let (x, y) = match minibatches {
                     None => (batch.support_x.shallow_clone(), batch.support_y.shallow_clone()),
                     Some(m) => {
                         let rows = m.indices(step);
@@ -359,18 +437,46 @@ impl<M: Model> MamlFamily<M> {
         )
     }
 
-    /// The meta-loss of `batch` at meta-iteration `t` (1-based), differentiable with respect
-    /// to θ and the learned rates, with the query outcome after the last inner step.
-    fn meta_loss_at(&self, batch: &TaskBatch, t: u64, layout: Layout) -> Result<(Tensor, QueryOutcome)> {
-        let k = self.settings.inner_steps;
-        let create_graph = t > self.settings.first_order_iterations;
-        let (start, frozen) = match layout {
+    /// Whether meta-iteration `t` (1-based) uses second-order meta-gradients.
+    fn second_order_at(&self, t: u64) -> bool {
+        t > self.settings.first_order_iterations
+    }
+
+    /// The start of the inner loop, φ⁽⁰⁾ = θ_a, and the frozen weights θ_f, laid out for
+    /// `layout` (expanded to the tasks of `batch`), differentiable with respect to θ.
+    fn start(&self, batch: &TaskBatch, layout: Layout) -> (Params, Params) {
+        match layout {
             Layout::Batched => {
                 let tasks = batch.num_tasks();
                 (self.adapted.expand_tasks(tasks), self.frozen.expand_tasks(tasks))
             }
             Layout::Single => (self.adapted.shallow_clone(), self.frozen.shallow_clone()),
-        };
+        }
+    }
+
+    /// Like [`MamlFamily::start`] but detached from θ: φ⁽⁰⁾ as fresh leaves (one copy per
+    /// task when batched), so that inner gradients can be taken without a graph to θ.
+    fn detached_start(&self, batch: &TaskBatch, layout: Layout) -> (Params, Params) {
+        match layout {
+            Layout::Batched => {
+                let tasks = batch.num_tasks();
+                let start = self
+                    .adapted
+                    .detach()
+                    .expand_tasks(tasks)
+                    .map(|_, t| t.contiguous().set_requires_grad(true));
+                (start, self.frozen.detach().expand_tasks(tasks))
+            }
+            Layout::Single => (self.adapted.detached_leaves(), self.frozen.detach()),
+        }
+    }
+
+    /// The meta-loss of `batch` at meta-iteration `t` (1-based), differentiable with respect
+    /// to θ and the learned rates, with the query outcome after the last inner step.
+    fn meta_loss_at(&self, batch: &TaskBatch, t: u64, layout: Layout) -> Result<(Tensor, QueryOutcome)> {
+        let k = self.settings.inner_steps;
+        let create_graph = self.second_order_at(t);
+        let (start, frozen) = self.start(batch, layout);
         let weights = self.settings.multi_step_loss.and_then(|m| m.weights(t, k));
         let mut weighted: Option<Tensor> = None;
         let mut last = None;
@@ -378,8 +484,8 @@ impl<M: Model> MamlFamily<M> {
             start,
             &frozen,
             self.learned_lrs.as_ref(),
-            batch,
-            k,
+            &self.support_sets(batch, k),
+            0..k,
             create_graph,
             layout,
             |j, fast| {
@@ -415,31 +521,22 @@ impl<M: Model> MamlFamily<M> {
     /// accuracy. Nothing is back-propagated when a loss is not finite.
     fn accumulate_meta_gradient(&self, batch: &TaskBatch, t: u64) -> Result<(f64, Option<f64>)> {
         zero_grads(self.outer.params());
-        let non_finite = |value: f64| MetaError::NonFiniteLoss { what: "meta-loss", value, step: t };
-        if self.settings.task_batched {
-            let (loss, outcome) = self.meta_loss_at(batch, t, Layout::Batched)?;
-            let value = loss.double_value(&[]);
-            if !value.is_finite() {
-                return Err(non_finite(value));
-            }
-            loss.f_backward()?;
-            return Ok((value, outcome.mean_accuracy()));
-        }
-        let tasks = batch.num_tasks();
-        let (mut total, mut accuracy) = (0.0, None::<f64>);
-        for i in 0..tasks {
-            let (loss, outcome) = self.meta_loss_at(&batch.task(i), t, Layout::Single)?;
-            let value = loss.double_value(&[]);
-            if !value.is_finite() {
-                zero_grads(self.outer.params());
-                return Err(non_finite(value));
-            }
-            (loss / tasks as f64).f_backward()?;
-            total += value / tasks as f64;
-            if let Some(a) = outcome.mean_accuracy() {
-                *accuracy.get_or_insert(0.0) += a / tasks as f64;
-            }
-        }
+        // Task-batched: one part; otherwise one part per task, each 1/T of the meta-loss.
+        let parts = if self.settings.task_batched { 1.0 } else { batch.num_tasks() as f64 };
+        let result = self.per_layout(batch, |part, layout| {
+            let (value, outcome) = if self.settings.checkpointing && self.second_order_at(t) {
+                self.checkpointed_meta_backward(part, t, layout, parts)?
+            } else {
+                let (loss, outcome) = self.meta_loss_at(part, t, layout)?;
+                let value = finite_meta_loss(loss.double_value(&[]), t)?;
+                (loss / parts).f_backward()?;
+                (value, outcome)
+            };
+            Ok((value / parts, outcome.mean_accuracy().map(|a| a / parts)))
+        });
+        let parts = result.inspect_err(|_| zero_grads(self.outer.params()))?;
+        let total = parts.iter().map(|(value, _)| value).sum();
+        let accuracy = parts.iter().filter_map(|(_, a)| *a).reduce(|a, b| a + b);
         Ok((total, accuracy))
     }
 
@@ -478,19 +575,10 @@ impl<M: Model> MamlFamily<M> {
         layout: Layout,
     ) -> Result<(Params, Params)> {
         let lrs = self.learned_lrs.as_ref().map(Params::detach);
-        let (start, frozen) = match layout {
-            Layout::Batched => {
-                let tasks = batch.num_tasks();
-                let start = self
-                    .adapted
-                    .detach()
-                    .expand_tasks(tasks)
-                    .map(|_, t| t.contiguous().set_requires_grad(true));
-                (start, self.frozen.detach().expand_tasks(tasks))
-            }
-            Layout::Single => (self.adapted.detached_leaves(), self.frozen.detach()),
-        };
-        let fast = self.adapt(start, &frozen, lrs.as_ref(), batch, steps, false, layout, |_, _| Ok(()))?;
+        let (start, frozen) = self.detached_start(batch, layout);
+        let support = self.support_sets(batch, steps);
+        let fast =
+            self.adapt(start, &frozen, lrs.as_ref(), &support, 0..steps, false, layout, |_, _| Ok(()))?;
         Ok((fast.detach(), frozen))
     }
 

@@ -58,6 +58,12 @@ pub struct MamlPlusPlusConfig {
     pub not_adapted: Vec<String>,
     /// Adapt all tasks of a meta-batch at once (default true).
     pub task_batched: bool,
+    /// Second-order meta-gradients by gradient checkpointing of the inner loop (default
+    /// false): the same meta-gradient, with memory that does not grow with the inner
+    /// steps, for about one extra support forward and backward pass per step (see
+    /// [`crate::maml_family`]). Applies once the
+    /// first-order epochs are over.
+    pub checkpointing: bool,
 }
 
 impl Default for MamlPlusPlusConfig {
@@ -75,6 +81,7 @@ impl Default for MamlPlusPlusConfig {
             per_step_batch_norm: true,
             not_adapted: vec!["bn".into()],
             task_batched: true,
+            checkpointing: false,
         }
     }
 }
@@ -118,6 +125,7 @@ impl MamlPlusPlusConfig {
             }),
             per_step_forward: self.per_step_batch_norm,
             task_batched: self.task_batched,
+            checkpointing: self.checkpointing,
             schedule: LrSchedule::Cosine {
                 epochs: self.epochs,
                 iterations_per_epoch: self.iterations_per_epoch,

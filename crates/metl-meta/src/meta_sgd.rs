@@ -14,7 +14,7 @@
 
 use crate::{
     error::{MetaError, Result},
-    maml_family::{delegate_meta_learner, FamilySettings, LrRule, MamlFamily},
+    maml_family::{check_checkpointing, delegate_meta_learner, FamilySettings, LrRule, MamlFamily},
     outer::check_lr,
 };
 use metl_models::{Model, Params, TaskLoss};
@@ -34,11 +34,23 @@ pub struct MetaSgdConfig {
     pub first_order: bool,
     /// Adapt all tasks of a meta-batch at once (default true).
     pub task_batched: bool,
+    /// Second-order meta-gradients by gradient checkpointing of the inner loop (default
+    /// false): the same meta-gradient, with memory that does not grow with the inner
+    /// steps, for about one extra support forward and backward pass per step (see
+    /// [`crate::maml_family`]). Needs `first_order = false`.
+    pub checkpointing: bool,
 }
 
 impl Default for MetaSgdConfig {
     fn default() -> Self {
-        Self { init_lr: [0.005, 0.1], inner_steps: 1, outer_lr: 1e-3, first_order: false, task_batched: true }
+        Self {
+            init_lr: [0.005, 0.1],
+            inner_steps: 1,
+            outer_lr: 1e-3,
+            first_order: false,
+            task_batched: true,
+            checkpointing: false,
+        }
     }
 }
 
@@ -57,7 +69,7 @@ impl MetaSgdConfig {
         if self.inner_steps == 0 {
             return Err(MetaError::invalid("meta_sgd.inner_steps", 0, "must be >= 1"));
         }
-        Ok(())
+        check_checkpointing("meta_sgd.checkpointing", self.checkpointing, self.first_order)
     }
 }
 
@@ -78,6 +90,7 @@ impl<M: Model> MetaSgd<M> {
         let lr = LrRule::PerParameter { low, high };
         let settings = FamilySettings {
             task_batched: config.task_batched,
+            checkpointing: config.checkpointing,
             ..FamilySettings::basic(config.inner_steps, lr, config.first_order, config.outer_lr)
         };
         Ok(Self { family: MamlFamily::new(model, params, loss, settings)?, config })

@@ -12,38 +12,11 @@ use metl_meta::{
     maml_plus_plus::{MamlPlusPlus, MamlPlusPlusConfig},
     MetaLearner,
 };
-use metl_models::{
-    conv4::{Conv4, Conv4Config},
-    head::LinearHead,
-    BatchNormConfig, Classifier, Model, Params, TaskLoss,
-};
-use tch::{nn, Device, Kind, Tensor};
+use metl_models::{BatchNormConfig, Model, Params, TaskLoss};
+use tch::Kind;
 
-type Net = Classifier<Conv4, LinearHead>;
-
-/// Two conv blocks of 3 channels on 8×8 images (12 features), a 3-way linear head, float64.
-fn tiny_conv(seed: i64, batch_norm: BatchNormConfig) -> (nn::VarStore, Net, Params) {
-    tch::manual_seed(seed);
-    let mut vs = nn::VarStore::new(Device::Cpu);
-    vs.set_kind(Kind::Double);
-    let config = Conv4Config { hidden: 3, blocks: 2, batch_norm, ..Conv4Config::new(1) };
-    let model = Classifier::new(config.build().unwrap(), LinearHead::new(12, 3).unwrap());
-    let params = model.init(&vs.root()).unwrap();
-    (vs, model, params)
-}
-
-/// Three 3-way episodes, 2 shots and 2 queries per class, of random 8×8 images.
-fn episodes(seed: i64) -> TaskBatch {
-    tch::manual_seed(seed);
-    let labels = Tensor::from_slice(&[0i64, 0, 1, 1, 2, 2]).view([1, 6]).repeat([3, 1]);
-    let opts = (Kind::Double, Device::Cpu);
-    TaskBatch {
-        support_x: Tensor::rand([3, 6, 1, 8, 8], opts),
-        support_y: labels.shallow_clone(),
-        query_x: Tensor::rand([3, 6, 1, 8, 8], opts),
-        query_y: labels,
-    }
-}
+mod common;
+use common::{episodes, tiny_conv};
 
 /// The largest relative error of the analytic directional derivative `∇L · v` against the
 /// central difference `(L(θ + hv) − L(θ − hv)) / 2h`, over 6 random directions `v` of all

@@ -1,0 +1,39 @@
+//! Fixtures shared by the integration tests: a tiny float64 Conv4 classifier and random
+//! few-shot episodes for it.
+
+#![allow(dead_code)]
+
+use metl_data::TaskBatch;
+use metl_models::{
+    conv4::{Conv4, Conv4Config},
+    head::LinearHead,
+    BatchNormConfig, Classifier, Model, Params,
+};
+use tch::{nn, Device, Kind, Tensor};
+
+/// The classifier of [`tiny_conv`].
+pub type Net = Classifier<Conv4, LinearHead>;
+
+/// Two conv blocks of 3 channels on 8×8 images (12 features), a 3-way linear head, float64.
+pub fn tiny_conv(seed: i64, batch_norm: BatchNormConfig) -> (nn::VarStore, Net, Params) {
+    tch::manual_seed(seed);
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    vs.set_kind(Kind::Double);
+    let config = Conv4Config { hidden: 3, blocks: 2, batch_norm, ..Conv4Config::new(1) };
+    let model = Classifier::new(config.build().unwrap(), LinearHead::new(12, 3).unwrap());
+    let params = model.init(&vs.root()).unwrap();
+    (vs, model, params)
+}
+
+/// Three 3-way episodes, 2 shots and 2 queries per class, of random 8×8 images.
+pub fn episodes(seed: i64) -> TaskBatch {
+    tch::manual_seed(seed);
+    let labels = Tensor::from_slice(&[0i64, 0, 1, 1, 2, 2]).view([1, 6]).repeat([3, 1]);
+    let opts = (Kind::Double, Device::Cpu);
+    TaskBatch {
+        support_x: Tensor::rand([3, 6, 1, 8, 8], opts),
+        support_y: labels.shallow_clone(),
+        query_x: Tensor::rand([3, 6, 1, 8, 8], opts),
+        query_y: labels,
+    }
+}

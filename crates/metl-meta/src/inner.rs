@@ -363,6 +363,24 @@ mod tests {
     }
 
     #[test]
+    fn run_steps_resumes_sgd_and_refuses_stateful_optimizers() {
+        // Steps 1..3 from the weights after step 0 finish the same loop, with step 1's and
+        // step 2's per-step rates.
+        let lrs = Params::from_named(vec![("w".into(), Tensor::from_slice(&[0.5f64, 0.25, 0.125]))]).unwrap();
+        let inner = InnerLoop::sgd(InnerLr::PerStep(&lrs), false);
+        let whole = inner.run(leaf(&[8.0]), 3, |w, _| Ok(quadratic(w)), |_, _| Ok(())).unwrap();
+        let first = inner.run(leaf(&[8.0]), 1, |w, _| Ok(quadratic(w)), |_, _| Ok(())).unwrap();
+        let rest =
+            inner.run_steps(first.detached_leaves(), 1..3, |w, _| Ok(quadratic(w)), |_, _| Ok(())).unwrap();
+        assert_eq!(values(&rest), values(&whole));
+        assert_eq!(values(&whole), vec![8.0 * 0.5 * 0.75 * 0.875]);
+        let adam = InnerOptimizer::Adam { beta1: 0.0, beta2: 0.999, eps: 1e-8 };
+        let inner = InnerLoop { lr: InnerLr::Fixed(0.1), optimizer: adam, create_graph: false };
+        let err = inner.run_steps(leaf(&[1.0]), 1..2, |w, _| Ok(quadratic(w)), |_, _| Ok(())).unwrap_err();
+        assert!(err.to_string().starts_with("inner.optimizer = Adam"), "{err}");
+    }
+
+    #[test]
     fn after_step_sees_every_step() {
         let mut seen = vec![];
         let inner = InnerLoop::sgd(InnerLr::Fixed(0.5), false);

@@ -68,6 +68,16 @@ const WORKLOADS: &[Workload] = &[
         target: "≥ 1.5× fastest",
     },
     Workload {
+        label: "MAML Omniglot 5w1s, meta-batch 32, second order, 4 tasks per pass",
+        script: "maml_omniglot.py",
+        args: &["--warmup", "2", "--window", "5", "--iters", "0", "--skip-eval", "--log-every", "0"],
+        impls: &["l2l", "func"],
+        key: "meta_iters_per_s",
+        metl: &["maml-omniglot", "--tasks-per-pass", "4"],
+        omniglot: true,
+        target: "≥ 1.5× fastest, memory ≤ PyTorch",
+    },
+    Workload {
         label: "MAML Omniglot 5w1s, meta-batch 32, first order",
         script: "maml_omniglot.py",
         args: &[

@@ -41,12 +41,17 @@ impl TaskBatch {
 
     /// Task `index` alone, keeping the leading task dimension (of size 1).
     pub fn task(&self, index: usize) -> TaskBatch {
-        let i = index as i64;
+        self.tasks(index, 1)
+    }
+
+    /// Tasks `start .. start + len` as a batch of their own (views, no copy).
+    pub fn tasks(&self, start: usize, len: usize) -> TaskBatch {
+        let (i, n) = (start as i64, len as i64);
         TaskBatch {
-            support_x: self.support_x.narrow(0, i, 1),
-            support_y: self.support_y.narrow(0, i, 1),
-            query_x: self.query_x.narrow(0, i, 1),
-            query_y: self.query_y.narrow(0, i, 1),
+            support_x: self.support_x.narrow(0, i, n),
+            support_y: self.support_y.narrow(0, i, n),
+            query_x: self.query_x.narrow(0, i, n),
+            query_y: self.query_y.narrow(0, i, n),
         }
     }
 }

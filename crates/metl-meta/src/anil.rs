@@ -42,6 +42,10 @@ pub struct AnilConfig {
     /// steps, for about one extra support forward and backward pass per step (see
     /// [`crate::maml_family`]). Needs `first_order = false`.
     pub checkpointing: bool,
+    /// With `task_batched`, run the meta-batch in passes of at most this many tasks, each
+    /// back-propagated before the next (default 0: all tasks in one pass). The same
+    /// meta-gradient; peak memory grows with this instead of the meta-batch size.
+    pub tasks_per_pass: usize,
 }
 
 impl Default for AnilConfig {
@@ -54,6 +58,7 @@ impl Default for AnilConfig {
             first_order: false,
             task_batched: true,
             checkpointing: false,
+            tasks_per_pass: 0,
         }
     }
 }
@@ -90,6 +95,7 @@ impl<M: Model> Anil<M> {
             adapted: AdaptedParams::Prefixes(config.head.clone()),
             task_batched: config.task_batched,
             checkpointing: config.checkpointing,
+            tasks_per_pass: config.tasks_per_pass,
             ..FamilySettings::basic(config.inner_steps, lr, config.first_order, config.outer_lr)
         };
         Ok(Self { family: MamlFamily::new(model, params, loss, settings)?, config })

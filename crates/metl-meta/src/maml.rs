@@ -51,6 +51,10 @@ pub struct MamlConfig {
     /// steps, for about one extra support forward and backward pass per step (see
     /// [`crate::maml_family`]). Needs `first_order = false`.
     pub checkpointing: bool,
+    /// With `task_batched`, run the meta-batch in passes of at most this many tasks, each
+    /// back-propagated before the next (default 0: all tasks in one pass). The same
+    /// meta-gradient; peak memory grows with this instead of the meta-batch size.
+    pub tasks_per_pass: usize,
 }
 
 impl Default for MamlConfig {
@@ -62,6 +66,7 @@ impl Default for MamlConfig {
             first_order: false,
             task_batched: true,
             checkpointing: false,
+            tasks_per_pass: 0,
         }
     }
 }
@@ -81,6 +86,7 @@ impl MamlConfig {
         FamilySettings {
             task_batched: self.task_batched,
             checkpointing: self.checkpointing,
+            tasks_per_pass: self.tasks_per_pass,
             ..FamilySettings::basic(
                 self.inner_steps,
                 LrRule::Fixed(self.inner_lr),

@@ -162,6 +162,10 @@ pub struct FamilySettings {
     /// meta-gradient with memory that no longer grows with the inner steps (see the
     /// [module documentation](self)). Needs plain SGD inside.
     pub checkpointing: bool,
+    /// With `task_batched`: tasks per pass (0: the whole meta-batch in one pass). Each pass
+    /// is back-propagated before the next, so peak memory follows the pass, not the
+    /// meta-batch; the meta-gradient is the same (the meta-loss is a mean over tasks).
+    pub tasks_per_pass: usize,
     /// The outer optimizer.
     pub outer_optimizer: OuterOptimizer,
     /// Outer learning rate.
@@ -185,6 +189,7 @@ impl FamilySettings {
             per_step_forward: false,
             task_batched: true,
             checkpointing: false,
+            tasks_per_pass: 0,
             outer_optimizer: OuterOptimizer::Adam,
             outer_lr,
             schedule: LrSchedule::Constant,
@@ -521,9 +526,10 @@ impl<M: Model> MamlFamily<M> {
     /// accuracy. Nothing is back-propagated when a loss is not finite.
     fn accumulate_meta_gradient(&self, batch: &TaskBatch, t: u64) -> Result<(f64, Option<f64>)> {
         zero_grads(self.outer.params());
-        // Task-batched: one part; otherwise one part per task, each 1/T of the meta-loss.
-        let parts = if self.settings.task_batched { 1.0 } else { batch.num_tasks() as f64 };
+        // Each part (the meta-batch, a pass of tasks, or one task) is its share of the
+        // meta-loss, a mean over tasks: `parts` = T / tasks in the part.
         let result = self.per_layout(batch, |part, layout| {
+            let parts = batch.num_tasks() as f64 / part.num_tasks() as f64;
             let (value, outcome) = if self.settings.checkpointing && self.second_order_at(t) {
                 self.checkpointed_meta_backward(part, t, layout, parts)?
             } else {
@@ -587,8 +593,12 @@ impl<M: Model> MamlFamily<M> {
         batch: &TaskBatch,
         mut f: impl FnMut(&TaskBatch, Layout) -> Result<T>,
     ) -> Result<Vec<T>> {
-        if self.settings.task_batched {
+        let n = batch.num_tasks();
+        let pass = self.settings.tasks_per_pass;
+        if self.settings.task_batched && (pass == 0 || pass >= n) {
             Ok(vec![f(batch, Layout::Batched)?])
+        } else if self.settings.task_batched {
+            (0..n).step_by(pass).map(|s| f(&batch.tasks(s, pass.min(n - s)), Layout::Batched)).collect()
         } else {
             (0..batch.num_tasks()).map(|i| f(&batch.task(i), Layout::Single)).collect()
         }

@@ -64,6 +64,10 @@ pub struct MamlPlusPlusConfig {
     /// [`crate::maml_family`]). Applies once the
     /// first-order epochs are over.
     pub checkpointing: bool,
+    /// With `task_batched`, run the meta-batch in passes of at most this many tasks, each
+    /// back-propagated before the next (default 0: all tasks in one pass). The same
+    /// meta-gradient; peak memory grows with this instead of the meta-batch size.
+    pub tasks_per_pass: usize,
 }
 
 impl Default for MamlPlusPlusConfig {
@@ -82,6 +86,7 @@ impl Default for MamlPlusPlusConfig {
             not_adapted: vec!["bn".into()],
             task_batched: true,
             checkpointing: false,
+            tasks_per_pass: 0,
         }
     }
 }
@@ -126,6 +131,7 @@ impl MamlPlusPlusConfig {
             per_step_forward: self.per_step_batch_norm,
             task_batched: self.task_batched,
             checkpointing: self.checkpointing,
+            tasks_per_pass: self.tasks_per_pass,
             schedule: LrSchedule::Cosine {
                 epochs: self.epochs,
                 iterations_per_epoch: self.iterations_per_epoch,

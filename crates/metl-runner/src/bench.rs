@@ -42,6 +42,8 @@ pub struct BenchOptions {
     pub strategy: String,
     /// The number of tasks of `mtl-step`.
     pub tasks: usize,
+    /// MAML Omniglot: tasks per forward/backward pass (0: all 32 at once).
+    pub tasks_per_pass: usize,
     /// Warm-up iterations (default: the reference's for the workload).
     pub warmup: Option<usize>,
     /// Iterations per timed window (default: the reference's).
@@ -176,6 +178,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
                 outer_lr: 1e-3,
                 first_order: options.first_order,
                 task_batched: true,
+                tasks_per_pass: options.tasks_per_pass,
                 ..MamlConfig::default()
             };
             let mut maml = Maml::new(net, theta, &vs, TaskLoss::CrossEntropy, config)?;

@@ -56,6 +56,9 @@ pub struct BenchArgs {
     /// The number of tasks of `mtl-step`.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub tasks: u64,
+    /// `maml-omniglot`: tasks per forward/backward pass (0: the whole meta-batch at once).
+    #[arg(long, default_value_t = 0)]
+    pub tasks_per_pass: u64,
     /// Warm-up iterations (default: the reference script's).
     #[arg(long)]
     pub warmup: Option<usize>,

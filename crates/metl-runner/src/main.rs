@@ -51,6 +51,7 @@ fn main() -> ExitCode {
                 first_order: args.first_order,
                 strategy: args.strategy.clone(),
                 tasks: args.tasks as usize,
+                tasks_per_pass: args.tasks_per_pass as usize,
                 warmup: args.warmup,
                 window: args.window,
                 windows: args.windows as usize,

@@ -14,7 +14,7 @@ use metl_meta::{
 };
 use metl_models::{conv4::Conv4Config, head::LinearHead, BatchNormConfig, Classifier, Model, TaskLoss};
 use serde::Serialize;
-use std::{sync::Arc, time::Instant};
+use std::{cell::Cell, rc::Rc, sync::Arc, time::Instant};
 use tch::{nn, Device};
 
 /// The workloads.
@@ -77,6 +77,9 @@ pub struct BenchResult {
     pub last_loss: f64,
     /// libtorch threads.
     pub threads: usize,
+    /// The share of the timed windows spent waiting for the next batch (episode sampling
+    /// and batch assembly, prefetched on another thread); 0 where batches are pre-built.
+    pub data_wait_fraction: f64,
 }
 
 /// The peak resident set size of this process in MB (`VmHWM`), 0 where unknown.
@@ -91,17 +94,20 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Runs `step` for `warmup` iterations, then `windows` windows of `window` iterations.
+/// Runs `step` for `warmup` iterations, then `windows` windows of `window` iterations;
+/// `data_wait` (seconds the steps spent waiting for data) restarts from 0 after the warm-up.
 fn time_windows(
     warmup: usize,
     window: usize,
     windows: usize,
+    data_wait: &Cell<f64>,
     mut step: impl FnMut() -> anyhow::Result<f64>,
 ) -> anyhow::Result<(Vec<f64>, f64)> {
     let mut last = f64::NAN;
     for _ in 0..warmup {
         last = step()?;
     }
+    data_wait.set(0.0);
     let mut times = Vec::with_capacity(windows);
     for _ in 0..windows {
         let start = Instant::now();
@@ -111,6 +117,14 @@ fn time_windows(
         times.push(start.elapsed().as_secs_f64());
     }
     Ok((times, last))
+}
+
+/// `fetch()`, its duration added to `wait`.
+fn timed<T>(wait: &Cell<f64>, fetch: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let value = fetch();
+    wait.set(wait.get() + start.elapsed().as_secs_f64());
+    value
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -136,6 +150,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
     tch::manual_seed(0);
     let device = options.device;
     let variant = if options.first_order { "first_order" } else { "second_order" };
+    let wait = Rc::new(Cell::new(0.0));
     let (name, variant, unit, warmup, window, mut step): (
         _,
         _,
@@ -150,8 +165,9 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
             let config = MamlConfig { first_order: options.first_order, ..Default::default() };
             let mut maml = Maml::new(mlp, theta, &vs, TaskLoss::Mse, config)?;
             let mut tasks = metl_data::sinusoid::SinusoidTasks::new(Default::default(), 0);
+            let w = Rc::clone(&wait);
             let step = move || -> anyhow::Result<f64> {
-                let batch = tasks.sample_batch(25, 10, 10, device)?;
+                let batch = timed(&w, || tasks.sample_batch(25, 10, 10, device))?;
                 Ok(maml.meta_train_step(&batch)?.loss)
             };
             (
@@ -182,8 +198,9 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
                 ..MamlConfig::default()
             };
             let mut maml = Maml::new(net, theta, &vs, TaskLoss::CrossEntropy, config)?;
+            let w = Rc::clone(&wait);
             let step = move || -> anyhow::Result<f64> {
-                let batch = sampler.next_batch()?;
+                let batch = timed(&w, || sampler.next_batch())?;
                 Ok(maml.meta_train_step(&batch)?.loss)
             };
             (
@@ -204,8 +221,9 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
             let backbone = Conv4Config::new(1).build()?;
             let params = backbone.init(&vs.root())?;
             let mut protonet = ProtoNet::new(backbone, params, ProtoNetConfig::default())?;
+            let w = Rc::clone(&wait);
             let step = move || -> anyhow::Result<f64> {
-                let batch = sampler.next_batch()?;
+                let batch = timed(&w, || sampler.next_batch())?;
                 Ok(protonet.meta_train_step(&batch)?.loss)
             };
             (
@@ -236,7 +254,8 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
     let before = peak_rss_mb();
     let window = options.window.unwrap_or(window);
     let (times, last_loss) =
-        time_windows(options.warmup.unwrap_or(warmup), window, options.windows, &mut step)?;
+        time_windows(options.warmup.unwrap_or(warmup), window, options.windows, &wait, &mut step)?;
+    let data_wait_fraction = wait.get() / times.iter().sum::<f64>();
     let result = BenchResult {
         workload: name.into(),
         variant,
@@ -247,6 +266,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
         peak_rss_before_mb: before,
         last_loss,
         threads: options.threads,
+        data_wait_fraction,
     };
     println!("{}", serde_json::to_string(&result)?);
     Ok(())

@@ -127,6 +127,20 @@ impl StrategyState {
     pub fn reader(&self, strategy: &'static str) -> StateReader<'_> {
         StateReader { strategy, state: self, read: BTreeSet::new() }
     }
+
+    /// The state of a strategy whose only state is its random generator.
+    pub fn of_rng(rng: &Rng) -> Self {
+        Self::default().with_rng("rng", rng)
+    }
+
+    /// The generator of an [`StrategyState::of_rng`] state of `strategy`; any other entry is
+    /// an error.
+    pub fn only_rng(&self, strategy: &'static str) -> Result<Rng> {
+        let mut r = self.reader(strategy);
+        let rng = r.rng("rng")?;
+        r.finish()?;
+        Ok(rng)
+    }
 }
 
 /// The presence flag of optional entry `name`.

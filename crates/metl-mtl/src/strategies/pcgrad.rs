@@ -86,14 +86,11 @@ impl Strategy for PcGrad {
 
     /// The random generator.
     fn state(&self) -> StrategyState {
-        StrategyState::default().with_rng("rng", &self.rng)
+        StrategyState::of_rng(&self.rng)
     }
 
     fn load_state(&mut self, state: &StrategyState) -> Result<()> {
-        let mut r = state.reader(self.name());
-        let rng = r.rng("rng")?;
-        r.finish()?;
-        self.rng = rng;
+        self.rng = state.only_rng(self.name())?;
         Ok(())
     }
 }

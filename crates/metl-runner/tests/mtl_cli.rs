@@ -2,22 +2,9 @@
 //! strategy with state (FAMO's learned logits, DWA's loss history), per-task metrics, and
 //! bad multi-task configurations failing with one line and exit status 2.
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-    process::{Command, Output},
-};
-
-fn metl(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_metl")).args(args).current_dir(cwd).output().unwrap()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("metl-mtl-test-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{metl, ok, scratch};
+use std::{fs, path::Path};
 
 /// GradNorm's synthetic regression, small: three tasks of scales 1, 10, 100.
 fn config(strategy: &str) -> String {
@@ -65,10 +52,6 @@ fn metrics(run: &Path) -> Vec<serde_json::Value> {
 
 fn eval_json(run: &Path, file: &str) -> serde_json::Value {
     serde_json::from_str(&fs::read_to_string(run.join(file)).unwrap()).unwrap()
-}
-
-fn ok(out: &Output) {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 const QUIET: [&str; 2] = ["--progress", "quiet"];

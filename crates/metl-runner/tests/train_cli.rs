@@ -1,22 +1,13 @@
 //! `metl train` end to end: reproducibility, exact resume, interrupts, and bad
 //! configurations that must fail with one line, exit status 2 and no run folder.
 
+mod common;
+use common::{metl, ok, scratch};
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::Command,
 };
-
-fn metl(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_metl")).args(args).current_dir(cwd).output().unwrap()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("metl-train-test-{name}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 const SINUSOID: &str = r#"
 name = "sin"
@@ -66,10 +57,6 @@ fn eval_results(run: &Path) -> serde_json::Value {
     let v: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
     v["results"].clone()
-}
-
-fn ok(out: &Output) {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

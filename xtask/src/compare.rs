@@ -311,6 +311,8 @@ fn install_learn2learn(python: &Path, work: &Path) -> Result {
 struct Measure {
     rate: f64,
     rss_mb: f64,
+    /// metl only: the share of the timed windows spent waiting for data.
+    data_wait: f64,
 }
 
 /// Reads `key` (dotted; numbers index lists) and `peak_rss_mb` from a JSON file through Python's json module
@@ -323,7 +325,9 @@ fn read_json(python: &Path, file: &Path, key: &str) -> Result<Measure> {
     let text = String::from_utf8_lossy(&out.stdout);
     let mut parts = text.split_whitespace().map(str::parse::<f64>);
     match (parts.next(), parts.next()) {
-        (Some(Ok(rate)), Some(Ok(rss_mb))) if out.status.success() => Ok(Measure { rate, rss_mb }),
+        (Some(Ok(rate)), Some(Ok(rss_mb))) if out.status.success() => {
+            Ok(Measure { rate, rss_mb, data_wait: 0.0 })
+        }
         _ => fail!(
             "cannot read `{key}` from {}: {}",
             file.display(),
@@ -373,14 +377,17 @@ fn run_metl(python: &Path, w: &Workload, out_dir: &Path, name: &str) -> Result<M
     }
     let file = out_dir.join(format!("{name}.json"));
     std::fs::write(&file, &out.stdout)?;
-    read_json(python, &file, "per_second").map(|m| Measure { rss_mb: peak_of(python, &file), ..m })
+    read_json(python, &file, "per_second").map(|m| Measure {
+        rss_mb: field_of(python, &file, "peak_rss_mb"),
+        data_wait: field_of(python, &file, "data_wait_fraction"),
+        ..m
+    })
 }
 
-fn peak_of(python: &Path, file: &Path) -> f64 {
-    let out = Command::new(python)
-        .args(["-c", "import json,sys; print(json.load(open(sys.argv[1]))['peak_rss_mb'])"])
-        .arg(file)
-        .output();
+/// A numeric top-level field of a JSON file, 0 where absent.
+fn field_of(python: &Path, file: &Path, key: &str) -> f64 {
+    let script = format!("import json,sys; print(json.load(open(sys.argv[1])).get({key:?}, 0))");
+    let out = Command::new(python).args(["-c", &script]).arg(file).output();
     out.ok().and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok()).unwrap_or(0.0)
 }
 
@@ -492,8 +499,8 @@ pub fn compare(rounds: usize, only: Option<&str>) -> Result {
 
 fn render(rows: &[Row]) -> String {
     let mut s = String::from(
-        "| workload | reference | PyTorch median | metl median | ratio | spread PyTorch / metl | peak RSS MB PyTorch / metl | target |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| workload | reference | PyTorch median | metl median | ratio | spread PyTorch / metl | peak RSS MB PyTorch / metl | metl data wait | target |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for r in rows {
         let rates = |m: &[Measure]| m.iter().map(|x| x.rate).collect::<Vec<_>>();
@@ -501,7 +508,7 @@ fn render(rows: &[Row]) -> String {
         let rss = |m: &[Measure]| m.iter().map(|x| x.rss_mb).fold(0.0, f64::max);
         let _ = writeln!(
             s,
-            "| {} | {} | {:.3} /s | {:.3} /s | {:.2}× | {:.0}% / {:.0}% | {:.0} / {:.0} | {} |",
+            "| {} | {} | {:.3} /s | {:.3} /s | {:.2}× | {:.0}% / {:.0}% | {:.0} / {:.0} | {:.2}% | {} |",
             r.label,
             r.reference,
             median(&t),
@@ -511,6 +518,7 @@ fn render(rows: &[Row]) -> String {
             spread(&m),
             rss(&r.torch),
             rss(&r.metl),
+            100.0 * median(&r.metl.iter().map(|x| x.data_wait).collect::<Vec<_>>()),
             r.target
         );
     }

@@ -275,6 +275,26 @@ impl BatchNorm {
         let weight = self.affine(params, "weight", set, layout);
         let bias = self.affine(params, "bias", set, layout);
         let (momentum, eps) = (self.config.momentum, self.config.eps);
+        let single_set = self.config.mode != BatchNormMode::PerStep;
+        if mode.train && self.config.tracks_running_stats() && layout.tasks() == 1 && single_set {
+            // One task, one set of averages: libtorch folds the batch statistics into the
+            // running averages in the same pass (in place, as PyTorch's `BatchNorm2d`),
+            // instead of a second reduction over the batch.
+            let mut guard = self.lock();
+            let stats = self.stats_on(&mut guard, x.device(), x.kind());
+            let y = x.batch_norm(
+                Some(&weight),
+                Some(&bias),
+                Some(&stats.mean),
+                Some(&stats.var),
+                true,
+                momentum,
+                eps,
+                true,
+            );
+            let _ = stats.count.f_add_scalar_(1);
+            return y;
+        }
         if mode.train || !self.config.tracks_running_stats() {
             let y =
                 x.batch_norm(Some(&weight), Some(&bias), None::<&Tensor>, None, true, momentum, eps, true);

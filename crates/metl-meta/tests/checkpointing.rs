@@ -83,6 +83,7 @@ fn assert_same([(loss, plain), (loss_ckpt, ckpt)]: [&(f64, Params); 2], toleranc
 
 #[test]
 fn maml_checkpointed_meta_gradient_equals_the_stored_one_for_1_3_5_steps() {
+    let _serial = common::serial();
     let batch = sinusoids(Kind::Double, 1);
     for steps in [1, 3, 5] {
         for task_batched in [true, false] {
@@ -108,6 +109,7 @@ fn maml_checkpointed_meta_gradient_equals_the_stored_one_for_1_3_5_steps() {
 
 #[test]
 fn maml_checkpointed_meta_gradient_in_float32() {
+    let _serial = common::serial();
     let batch = sinusoids(Kind::Float, 2);
     for steps in [1, 3, 5] {
         let results = both(&batch, |checkpointing| {
@@ -122,6 +124,7 @@ fn maml_checkpointed_meta_gradient_in_float32() {
 
 #[test]
 fn meta_sgd_checkpointed_gradients_include_the_rates() {
+    let _serial = common::serial();
     let batch = sinusoids(Kind::Double, 4);
     for steps in [1, 3] {
         let results = both(&batch, |checkpointing| {
@@ -141,6 +144,7 @@ fn meta_sgd_checkpointed_gradients_include_the_rates() {
 
 #[test]
 fn maml_plus_plus_checkpointed_with_multi_step_loss_and_per_step_rates() {
+    let _serial = common::serial();
     let batch = sinusoids(Kind::Double, 6);
     let results = both(&batch, |checkpointing| {
         let (_vs, net, params) = mlp(&[1, 16, 16, 1], Kind::Double, 7);
@@ -164,6 +168,7 @@ fn maml_plus_plus_checkpointed_with_multi_step_loss_and_per_step_rates() {
 
 #[test]
 fn maml_plus_plus_per_step_batch_norm_trains_identically_with_checkpointing() {
+    let _serial = common::serial();
     let bn = BatchNormConfig { per_step_affine: true, ..BatchNormConfig::per_step(3) };
     let batch = episodes(8);
     let trained = [false, true].map(|checkpointing| {
@@ -192,6 +197,7 @@ fn maml_plus_plus_per_step_batch_norm_trains_identically_with_checkpointing() {
 
 #[test]
 fn anil_checkpointed_meta_gradient_reaches_the_frozen_body() {
+    let _serial = common::serial();
     let batch = episodes(10);
     let results = both(&batch, |checkpointing| {
         let (_vs, model, params) = tiny_conv(11, BatchNormConfig::batch());
@@ -204,6 +210,7 @@ fn anil_checkpointed_meta_gradient_reaches_the_frozen_body() {
 
 #[test]
 fn support_mini_batches_are_replayed_exactly() {
+    let _serial = common::serial();
     let batch = sinusoids(Kind::Double, 12);
     let results = both(&batch, |checkpointing| {
         let (_vs, net, params) = mlp(&[1, 16, 16, 1], Kind::Double, 13);
@@ -219,6 +226,7 @@ fn support_mini_batches_are_replayed_exactly() {
 
 #[test]
 fn unsupported_combinations_are_refused_by_name() {
+    let _serial = common::serial();
     let (vs, net, params) = mlp(&[1, 8, 1], Kind::Double, 14);
     let config = MamlConfig { first_order: true, checkpointing: true, ..Default::default() };
     let err =
@@ -248,6 +256,7 @@ fn unsupported_combinations_are_refused_by_name() {
 
 #[test]
 fn configs_without_the_field_still_parse() {
+    let _serial = common::serial();
     let config: MamlConfig = serde_json::from_str(r#"{"inner_steps": 5}"#).unwrap();
     assert!(!config.checkpointing && config.inner_steps == 5);
     let config: MamlPlusPlusConfig = serde_json::from_str(r#"{"checkpointing": true}"#).unwrap();

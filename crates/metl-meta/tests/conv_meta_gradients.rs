@@ -48,6 +48,7 @@ fn fd_error<M: Model>(family: &MamlFamily<M>, params: &Params, batch: &TaskBatch
 
 #[test]
 fn maml_meta_gradient_through_batch_norm_matches_finite_differences() {
+    let _serial = common::serial();
     let (vs, model, params) = tiny_conv(0, BatchNormConfig::batch());
     let config = MamlConfig { inner_lr: 0.4, inner_steps: 2, ..Default::default() };
     let maml = Maml::new(model, params.shallow_clone(), &vs, TaskLoss::CrossEntropy, config).unwrap();
@@ -63,6 +64,7 @@ fn maml_meta_gradient_through_batch_norm_matches_finite_differences() {
 
 #[test]
 fn anil_adapts_the_head_only_and_its_meta_gradient_matches_finite_differences() {
+    let _serial = common::serial();
     let (_vs, model, params) = tiny_conv(2, BatchNormConfig::batch());
     let config = AnilConfig { inner_lr: 0.5, inner_steps: 2, ..Default::default() };
     let anil = Anil::new(model, params.shallow_clone(), TaskLoss::CrossEntropy, config).unwrap();
@@ -79,6 +81,7 @@ fn anil_adapts_the_head_only_and_its_meta_gradient_matches_finite_differences() 
 
 #[test]
 fn maml_plus_plus_with_per_step_batch_norm_agrees_task_batched_and_per_task() {
+    let _serial = common::serial();
     let bn = BatchNormConfig { per_step_affine: true, ..BatchNormConfig::per_step(2) };
     let batch = episodes(4);
     let mut results = vec![];

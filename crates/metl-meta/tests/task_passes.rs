@@ -40,6 +40,7 @@ fn max_relative(a: &Params, b: &Params) -> f64 {
 
 #[test]
 fn passes_of_tasks_give_the_meta_gradient_of_one_pass() {
+    let _serial = common::serial();
     let batch = six_tasks();
     for (steps, checkpointing) in [(1, false), (2, true)] {
         let (loss, whole) = learner(0, checkpointing, steps).meta_gradient(&batch).unwrap();
@@ -55,6 +56,7 @@ fn passes_of_tasks_give_the_meta_gradient_of_one_pass() {
 
 #[test]
 fn passes_of_tasks_evaluate_like_one_pass() {
+    let _serial = common::serial();
     let batch = six_tasks();
     let whole = learner(0, false, 1).adapt_and_evaluate(&batch, 3).unwrap();
     let passes = learner(4, false, 1).adapt_and_evaluate(&batch, 3).unwrap();

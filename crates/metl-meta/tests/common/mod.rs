@@ -37,3 +37,11 @@ pub fn episodes(seed: i64) -> TaskBatch {
         query_y: labels,
     }
 }
+
+/// The tests of one binary run on parallel threads and share libtorch's global generator
+/// (`tch::manual_seed`): every test that seeds it holds this lock for its whole body, so
+/// that two learners built "from the same seed" really start from the same weights.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}

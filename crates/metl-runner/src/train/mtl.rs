@@ -298,20 +298,35 @@ pub fn evaluate_saved(
     let mut setup = setup(exp, device)?;
     let dir = checkpoint::latest(&run.checkpoints())
         .ok_or_else(|| bad_input(format!("{}: no checkpoint yet", run.root().display())))?;
-    let state = restore(&mut setup, &dir, device)?.common;
+    let state: MtlState = checkpoint::load_state(&dir)?;
+    let best = if latest { None } else { load_best(&setup, run, state.common.best_step, device)? };
+    let step = match best {
+        Some(step) => step,
+        None => restore(&mut setup, &dir, device)?.common.step,
+    };
+    report(run, &evaluation(&setup, split, step, exp, device)?)
+}
+
+/// Loads the best validated weights and buffers of `run` into `setup`, if it has them;
+/// returns their step.
+fn load_best(
+    setup: &MtlSetup,
+    run: &RunDir,
+    best_step: Option<u64>,
+    device: Device,
+) -> anyhow::Result<Option<u64>> {
     let best = run.join("best.safetensors");
-    let step = match state.best_step {
-        Some(step) if !latest && best.is_file() => {
+    match best_step {
+        Some(step) if best.is_file() => {
             setup.variables.copy_from(&Params::load_safetensors(&best, device)?)?;
             setup
                 .step
                 .model()
                 .load_buffers(&Params::load_safetensors(run.join("best-buffers.safetensors"), device)?)?;
-            step
+            Ok(Some(step))
         }
-        _ => state.step,
-    };
-    report(run, &evaluation(&setup, split, step, exp, device)?)
+        _ => Ok(None),
+    }
 }
 
 /// Restores a checkpoint into `setup`; returns its state.
@@ -466,18 +481,7 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MtlSetup) -> anyhow::Result<()
     }
     progress.finish();
     log.flush()?;
-    let best = ctx.run.join("best.safetensors");
-    let step = match state.best_step {
-        Some(step) if best.is_file() => {
-            setup.variables.copy_from(&Params::load_safetensors(&best, device)?)?;
-            setup
-                .step
-                .model()
-                .load_buffers(&Params::load_safetensors(ctx.run.join("best-buffers.safetensors"), device)?)?;
-            step
-        }
-        _ => state.step,
-    };
+    let step = load_best(&setup, ctx.run, state.best_step, device)?.unwrap_or(state.step);
     let test = evaluation(&setup, Split::Test, step, exp, device)?;
     report(ctx.run, &test)
 }

@@ -3,7 +3,7 @@
 //! bad multi-task configurations failing with one line and exit status 2.
 
 mod common;
-use common::{metl, ok, scratch};
+use common::{metl, metrics, ok, scratch};
 use std::{fs, path::Path};
 
 /// GradNorm's synthetic regression, small: three tasks of scales 1, 10, 100.
@@ -35,19 +35,6 @@ strategy = {{ name = "{strategy}" }}
 lr = 0.01
 "#
     )
-}
-
-/// The metrics of a run without the timing column.
-fn metrics(run: &Path) -> Vec<serde_json::Value> {
-    fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("steps_per_second");
-            v
-        })
-        .collect()
 }
 
 fn eval_json(run: &Path, file: &str) -> serde_json::Value {

@@ -2,7 +2,7 @@
 //! configurations that must fail with one line, exit status 2 and no run folder.
 
 mod common;
-use common::{metl, ok, scratch};
+use common::{metl, metrics, ok, scratch};
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -39,19 +39,6 @@ val_episodes = 10
 batch = 10
 steps = [0, 1]
 "#;
-
-/// The metrics of a run without the timing column.
-fn metrics(run: &Path) -> Vec<String> {
-    fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v.as_object_mut().unwrap().remove("steps_per_second");
-            v.to_string()
-        })
-        .collect()
-}
 
 fn eval_results(run: &Path) -> serde_json::Value {
     let v: serde_json::Value =

@@ -26,3 +26,17 @@ pub fn scratch(name: &str) -> PathBuf {
 pub fn ok(out: &Output) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// The metrics of a run (`metrics.jsonl`) without the timing column, which differs between
+/// otherwise identical runs.
+pub fn metrics(run: &Path) -> Vec<serde_json::Value> {
+    fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v.as_object_mut().unwrap().remove("steps_per_second");
+            v
+        })
+        .collect()
+}

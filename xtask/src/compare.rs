@@ -315,18 +315,19 @@ struct Measure {
     data_wait: f64,
 }
 
-/// Reads `key` (dotted; numbers index lists) and `peak_rss_mb` from a JSON file through Python's json module
-/// (xtask has no JSON parser of its own, by design).
+/// Reads `key` (dotted; numbers index lists), `peak_rss_mb` and `data_wait_fraction` (metl's;
+/// 0 where absent) from a JSON file through Python's json module (xtask has no JSON parser of
+/// its own, by design).
 fn read_json(python: &Path, file: &Path, key: &str) -> Result<Measure> {
     let script = format!(
-        "import json,sys\nd=json.load(open(sys.argv[1]))\nv=d\nfor k in {key:?}.split('.'):\n    v=v[int(k)] if isinstance(v, list) else v[k]\nprint(v, d.get('peak_rss_mb', 0))"
+        "import json,sys\nd=json.load(open(sys.argv[1]))\nv=d\nfor k in {key:?}.split('.'):\n    v=v[int(k)] if isinstance(v, list) else v[k]\nprint(v, d.get('peak_rss_mb', 0), d.get('data_wait_fraction', 0))"
     );
     let out = Command::new(python).args(["-c", &script]).arg(file).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut parts = text.split_whitespace().map(str::parse::<f64>);
-    match (parts.next(), parts.next()) {
-        (Some(Ok(rate)), Some(Ok(rss_mb))) if out.status.success() => {
-            Ok(Measure { rate, rss_mb, data_wait: 0.0 })
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(rate)), Some(Ok(rss_mb)), Some(Ok(data_wait))) if out.status.success() => {
+            Ok(Measure { rate, rss_mb, data_wait })
         }
         _ => fail!(
             "cannot read `{key}` from {}: {}",
@@ -377,18 +378,7 @@ fn run_metl(python: &Path, w: &Workload, out_dir: &Path, name: &str) -> Result<M
     }
     let file = out_dir.join(format!("{name}.json"));
     std::fs::write(&file, &out.stdout)?;
-    read_json(python, &file, "per_second").map(|m| Measure {
-        rss_mb: field_of(python, &file, "peak_rss_mb"),
-        data_wait: field_of(python, &file, "data_wait_fraction"),
-        ..m
-    })
-}
-
-/// A numeric top-level field of a JSON file, 0 where absent.
-fn field_of(python: &Path, file: &Path, key: &str) -> f64 {
-    let script = format!("import json,sys; print(json.load(open(sys.argv[1])).get({key:?}, 0))");
-    let out = Command::new(python).args(["-c", &script]).arg(file).output();
-    out.ok().and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok()).unwrap_or(0.0)
+    read_json(python, &file, "per_second")
 }
 
 fn median(v: &[f64]) -> f64 {

@@ -33,8 +33,8 @@ pub enum Command {
     /// Classifies query images from a few labelled examples (a folder of class folders)
     /// with a trained run; writes image,class,probability as CSV.
     Fewshot(FewshotArgs),
-    /// Lists the datasets, models, weighting strategies and meta-learning algorithms a
-    /// configuration file can name.
+    /// Lists the datasets, models, multi-task architectures, weighting strategies and
+    /// meta-learning algorithms a configuration file can name.
     List,
     /// Times a standard workload as the PyTorch reference scripts do and prints JSON
     /// (used by `cargo xtask compare`).

@@ -2,19 +2,39 @@
 
 use std::path::PathBuf;
 
+/// A configuration value outside its allowed range: the one configuration error of every
+/// metl crate (each crate's error type wraps it).
+///
+/// ```
+/// use metl_data::ConfigError;
+///
+/// let e = ConfigError::new("meta.inner_lr", -1.0, "must be > 0");
+/// assert_eq!(e.to_string(), "meta.inner_lr = -1: must be > 0");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} = {value}: {allowed}")]
+pub struct ConfigError {
+    /// The field, dotted as in config files, e.g. `sinusoid.amplitude` or `cagrad.c`.
+    pub field: String,
+    /// The offending value, formatted.
+    pub value: String,
+    /// What is allowed instead.
+    pub allowed: String,
+}
+
+impl ConfigError {
+    /// The error for `field = value`, with what is allowed instead.
+    pub fn new(field: impl Into<String>, value: impl ToString, allowed: impl Into<String>) -> Self {
+        Self { field: field.into(), value: value.to_string(), allowed: allowed.into() }
+    }
+}
+
 /// Everything that can go wrong while loading or sampling data.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A configuration value outside its allowed range.
-    #[error("{field} = {value}: {allowed}")]
-    InvalidConfig {
-        /// The field, e.g. `sinusoid.amplitude`.
-        field: &'static str,
-        /// The offending value, formatted.
-        value: String,
-        /// What is allowed instead.
-        allowed: String,
-    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// A file or folder that could not be read.
     #[error("{path}: {source}")]
     Io {
@@ -87,9 +107,9 @@ pub enum DataError {
 }
 
 impl DataError {
-    /// Shorthand for [`DataError::InvalidConfig`].
-    pub fn invalid(field: &'static str, value: impl ToString, allowed: impl Into<String>) -> Self {
-        Self::InvalidConfig { field, value: value.to_string(), allowed: allowed.into() }
+    /// Shorthand for a [`DataError::Config`] error.
+    pub fn invalid(field: impl Into<String>, value: impl ToString, allowed: impl Into<String>) -> Self {
+        Self::Config(ConfigError::new(field, value, allowed))
     }
 }
 

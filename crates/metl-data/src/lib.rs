@@ -53,23 +53,38 @@
 //! assert_eq!(batch.support_x.size(), [8, 5, 1, 4, 4]); // [B, N·K, C, H, W]
 //! assert_eq!(batch.query_y.size(), [8, 10]); // labels 0..N, grouped by class
 //! ```
+//!
+//! ## Features
+//!
+//! `images` (default): image decoding (PNG, JPEG, zip archives), Omniglot, image folders,
+//! episodes and Omniglot-50 — everything that reads pictures. Without it the crate keeps the
+//! core the upper crates build on ([`TaskBatch`], [`MultiTaskBatch`], [`rng`],
+//! [`ConfigError`], sinusoids, the synthetic multi-task regression) and none of the
+//! image/zip dependencies: `metl-models`, `metl-mtl` and `metl-meta` depend on it that way.
 #![warn(missing_docs)]
 
 pub mod batch;
+#[cfg(feature = "images")]
 pub mod episode;
 pub mod error;
+#[cfg(feature = "images")]
 pub mod image;
+#[cfg(feature = "images")]
 pub mod image_folder;
 pub mod multitask;
+#[cfg(feature = "images")]
 pub mod omniglot;
 pub mod rng;
 pub mod sinusoid;
 pub mod split;
 
 pub use batch::TaskBatch;
+#[cfg(feature = "images")]
 pub use episode::{ClassPool, EpisodeConfig, EpisodeSampler};
-pub use error::DataError;
+pub use error::{ConfigError, DataError};
+#[cfg(feature = "images")]
 pub use image::ClassImages;
 pub use multitask::{MultiTaskBatch, MultiTaskDataset};
+#[cfg(feature = "images")]
 pub use omniglot::{Omniglot, OmniglotConfig, OmniglotProtocol};
 pub use split::Split;

@@ -4,15 +4,8 @@
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
     /// A configuration value outside its allowed range.
-    #[error("{field} = {value}: {allowed}")]
-    InvalidConfig {
-        /// The field, e.g. `meta.inner_lr`.
-        field: &'static str,
-        /// The offending value, formatted.
-        value: String,
-        /// What is allowed instead.
-        allowed: String,
-    },
+    #[error(transparent)]
+    Config(#[from] metl_data::ConfigError),
     /// The loss became NaN or infinite; the step was not applied.
     #[error("non-finite {what} ({value}) at step {step}")]
     NonFiniteLoss {
@@ -47,9 +40,9 @@ pub enum MetaError {
 }
 
 impl MetaError {
-    /// Shorthand for [`MetaError::InvalidConfig`].
-    pub fn invalid(field: &'static str, value: impl ToString, allowed: impl Into<String>) -> Self {
-        Self::InvalidConfig { field, value: value.to_string(), allowed: allowed.into() }
+    /// Shorthand for a [`MetaError::Config`] error.
+    pub fn invalid(field: impl Into<String>, value: impl ToString, allowed: impl Into<String>) -> Self {
+        Self::Config(metl_data::ConfigError::new(field, value, allowed))
     }
 }
 

@@ -6,15 +6,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// A configuration value outside its allowed range.
-    #[error("{field} = {value}: {allowed}")]
-    InvalidConfig {
-        /// The field, e.g. `mlp.widths`.
-        field: &'static str,
-        /// The offending value, formatted.
-        value: String,
-        /// What is allowed instead.
-        allowed: String,
-    },
+    #[error(transparent)]
+    Config(#[from] metl_data::ConfigError),
     /// A parameter the model needs is absent.
     #[error("parameter `{name}` is missing{}", context_suffix(.context))]
     MissingParam {
@@ -60,9 +53,9 @@ fn context_suffix(context: &str) -> String {
 }
 
 impl ModelError {
-    /// Shorthand for [`ModelError::InvalidConfig`].
-    pub fn invalid(field: &'static str, value: impl ToString, allowed: impl Into<String>) -> Self {
-        Self::InvalidConfig { field, value: value.to_string(), allowed: allowed.into() }
+    /// Shorthand for a [`ModelError::Config`] error.
+    pub fn invalid(field: impl Into<String>, value: impl ToString, allowed: impl Into<String>) -> Self {
+        Self::Config(metl_data::ConfigError::new(field, value, allowed))
     }
 }
 

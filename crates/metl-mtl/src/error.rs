@@ -27,15 +27,8 @@ pub enum MtlError {
         step: u64,
     },
     /// A configuration value outside its allowed range.
-    #[error("{field} = {value}: {allowed}")]
-    InvalidConfig {
-        /// The field, e.g. `cagrad.c`.
-        field: String,
-        /// The offending value, formatted.
-        value: String,
-        /// What is allowed instead.
-        allowed: String,
-    },
+    #[error(transparent)]
+    Config(#[from] metl_data::ConfigError),
     /// A strategy name that is not in the registry.
     #[error("unknown strategy `{name}`; known: {known}")]
     UnknownStrategy {
@@ -76,9 +69,9 @@ pub enum MtlError {
 }
 
 impl MtlError {
-    /// Shorthand for [`MtlError::InvalidConfig`].
+    /// Shorthand for a [`MtlError::Config`] error.
     pub fn invalid(field: impl Into<String>, value: impl ToString, allowed: impl Into<String>) -> Self {
-        Self::InvalidConfig { field: field.into(), value: value.to_string(), allowed: allowed.into() }
+        Self::Config(metl_data::ConfigError::new(field, value, allowed))
     }
 }
 

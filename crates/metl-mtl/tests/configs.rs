@@ -49,7 +49,7 @@ fn bad_values_name_the_field() {
     let vs = nn::VarStore::new(Device::Cpu);
     let setup = Setup { num_tasks: 2, path: vs.root(), seed: 0 };
     let err = parse("[strategy]\nname = \"cagrad\"\nc = -1.0\n").unwrap().build(&setup).err().unwrap();
-    assert!(matches!(err, MtlError::InvalidConfig { .. }));
+    assert!(matches!(err, MtlError::Config(_)));
     assert_eq!(err.to_string(), "cagrad.c = -1: must be finite and >= 0");
     let err = StrategyConfig::default_for("pcgrd").err().unwrap().to_string();
     assert!(err.contains("unknown strategy `pcgrd`") && err.contains("pcgrad"), "{err}");

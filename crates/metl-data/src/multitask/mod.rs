@@ -12,10 +12,12 @@
 //! [`MultiTaskLoader`] walks a split in seeded, shuffled mini-batches.
 
 mod loader;
+#[cfg(feature = "images")]
 mod omniglot50;
 mod synthetic;
 
 pub use loader::MultiTaskLoader;
+#[cfg(feature = "images")]
 pub use omniglot50::{Omniglot50, Omniglot50Config};
 pub use synthetic::{SyntheticRegression, SyntheticRegressionConfig};
 

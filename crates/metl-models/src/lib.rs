@@ -5,6 +5,8 @@
 //!
 //! - [`Params`]: the one parameter abstraction — ordered, named tensors that are slow
 //!   weights in a `VarStore`, differentiable fast weights, or task-stacked weights.
+//! - [`functional`]: your own `tch::nn` module as a [`Model`] ([`functional::Functional`]):
+//!   it runs on fast weights unchanged, so MAML and the rest meta-learn it.
 //! - [`Model`]: a network whose `forward` takes a [`Params`], with a task-batched twin
 //!   (batched matrix products, grouped convolutions, per-task batch norm) and per-step
 //!   variants; non-trainable state (batch-norm running statistics) are the model's
@@ -59,6 +61,7 @@ pub mod classifier;
 pub mod conv4;
 mod conv_net;
 pub mod error;
+pub mod functional;
 pub mod gradcheck;
 pub mod head;
 mod layers;
@@ -74,7 +77,7 @@ pub mod staged;
 pub use batch_norm::{BatchNorm, BatchNormConfig, BatchNormMode};
 pub use classifier::Classifier;
 pub use error::ModelError;
-pub use loss::TaskLoss;
+pub use loss::{Loss, TaskLoss};
 pub use model::{Mode, Model};
 pub use multitask::{HardSharing, MultiTaskModel};
 pub use params::{Params, ParamsBuilder};

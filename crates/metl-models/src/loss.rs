@@ -51,3 +51,128 @@ impl TaskLoss {
         }
     }
 }
+
+/// A task loss as the meta-learners and multi-task code use it: the built-in [`TaskLoss`]es,
+/// any closure `Fn(&Tensor, &Tensor) -> Tensor` giving the mean loss of a batch, or a type
+/// of your own.
+///
+/// Only [`Loss::loss`] is required: the mean loss of one batch `prediction` `[B, ...]`
+/// against `target`, differentiable (a closure such as
+/// `|p, y| p.mse_loss(y, Reduction::Mean)` or a weighted cross-entropy). The per-task form
+/// for task-stacked predictions `[T, B, ...]` defaults to one call per task; override
+/// [`Loss::per_task`] with one batched kernel when speed matters (the built-ins do).
+///
+/// ```
+/// use metl_models::{Loss, TaskLoss};
+/// use tch::{Device, Kind, Reduction, Tensor};
+///
+/// let prediction = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 5.0]).view([2, 2, 1]); // [T, B, 1]
+/// let target = Tensor::zeros([2, 2, 1], (Kind::Float, Device::Cpu));
+/// // Mean absolute error, written as a closure: one mean per task.
+/// let l1 = |p: &Tensor, y: &Tensor| p.l1_loss(y, Reduction::Mean);
+/// assert_eq!(Vec::<f32>::try_from(l1.per_task(&prediction, &target)).unwrap(), [1.5, 4.0]);
+/// // The built-in mean squared error, through the same interface.
+/// let mse = Loss::per_task(&TaskLoss::Mse, &prediction, &target);
+/// assert_eq!(Vec::<f32>::try_from(mse).unwrap(), [2.5, 17.0]);
+/// ```
+pub trait Loss: Send + Sync {
+    /// The mean loss of a batch: `prediction` `[B, ...]` against `target` `[B, ...]`; a
+    /// differentiable scalar.
+    fn loss(&self, prediction: &Tensor, target: &Tensor) -> Tensor;
+
+    /// One mean loss per task for task-stacked `prediction` `[T, B, ...]` and `target`
+    /// `[T, B, ...]`: shape `[T]`. The default calls [`Loss::loss`] once per task.
+    fn per_task(&self, prediction: &Tensor, target: &Tensor) -> Tensor {
+        let tasks = prediction.size()[0];
+        let losses: Vec<Tensor> =
+            (0..tasks).map(|i| self.loss(&prediction.select(0, i), &target.select(0, i))).collect();
+        Tensor::stack(&losses, 0)
+    }
+
+    /// Per-task accuracy `[T]` where accuracy means something (classification); `None`
+    /// otherwise (the default).
+    fn per_task_accuracy(&self, prediction: &Tensor, target: &Tensor) -> Option<Tensor> {
+        let _ = (prediction, target);
+        None
+    }
+}
+
+impl Loss for TaskLoss {
+    fn loss(&self, prediction: &Tensor, target: &Tensor) -> Tensor {
+        TaskLoss::loss(*self, prediction, target)
+    }
+
+    fn per_task(&self, prediction: &Tensor, target: &Tensor) -> Tensor {
+        TaskLoss::per_task(*self, prediction, target)
+    }
+
+    fn per_task_accuracy(&self, prediction: &Tensor, target: &Tensor) -> Option<Tensor> {
+        TaskLoss::per_task_accuracy(*self, prediction, target)
+    }
+}
+
+/// Any closure computing the mean loss of a batch is a [`Loss`].
+impl<F> Loss for F
+where
+    F: Fn(&Tensor, &Tensor) -> Tensor + Send + Sync,
+{
+    fn loss(&self, prediction: &Tensor, target: &Tensor) -> Tensor {
+        self(prediction, target)
+    }
+}
+
+/// A classification loss given as a closure, with accuracy reported (the argmax of the last
+/// dimension against class indices), as [`TaskLoss::CrossEntropy`] reports it.
+///
+/// ```
+/// use metl_models::loss::{Classification, Loss};
+/// use tch::{Reduction, Tensor};
+///
+/// // Cross-entropy with label smoothing 0.1 over logits [B, N] and class indices [B].
+/// let smoothed = Classification(|logits: &Tensor, y: &Tensor| {
+///     logits.cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, 0.1)
+/// });
+/// let logits = Tensor::from_slice(&[3.0f32, 0.0, 0.0, 3.0]).view([1, 2, 2]); // [T, B, N]
+/// let y = Tensor::from_slice(&[0i64, 0]).view([1, 2]);
+/// assert_eq!(smoothed.per_task_accuracy(&logits, &y).unwrap().double_value(&[0]), 0.5);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Classification<F>(pub F);
+
+impl<F> Loss for Classification<F>
+where
+    F: Fn(&Tensor, &Tensor) -> Tensor + Send + Sync,
+{
+    fn loss(&self, prediction: &Tensor, target: &Tensor) -> Tensor {
+        (self.0)(prediction, target)
+    }
+
+    fn per_task_accuracy(&self, prediction: &Tensor, target: &Tensor) -> Option<Tensor> {
+        TaskLoss::CrossEntropy.per_task_accuracy(prediction, target)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn closure_per_task_matches_the_built_in_batched_kernels() {
+        let logits = Tensor::randn([3, 4, 5], (Kind::Double, Device::Cpu));
+        let labels = Tensor::randint(5, [3, 4], (Kind::Int64, Device::Cpu));
+        // (`cross_entropy_for_logits` would compute in float32.)
+        let ce = |p: &Tensor, y: &Tensor| p.cross_entropy_loss::<Tensor>(y, None, Reduction::Mean, -100, 0.0);
+        let diff = (ce.per_task(&logits, &labels) - TaskLoss::CrossEntropy.per_task(&logits, &labels))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(diff < 1e-12, "{diff}");
+        let x = Tensor::randn([3, 4, 2], (Kind::Double, Device::Cpu));
+        let y = Tensor::randn([3, 4, 2], (Kind::Double, Device::Cpu));
+        let mse = |p: &Tensor, y: &Tensor| p.mse_loss(y, Reduction::Mean);
+        let diff = (mse.per_task(&x, &y) - TaskLoss::Mse.per_task(&x, &y)).abs().max().double_value(&[]);
+        assert!(diff < 1e-12, "{diff}");
+        assert!(mse.per_task_accuracy(&x, &y).is_none());
+    }
+}

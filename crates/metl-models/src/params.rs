@@ -50,6 +50,42 @@ impl Params {
         Ok(Self { names: Arc::new(NameIndex::new(names)?), tensors })
     }
 
+    /// The trainable variables of a [`nn::VarStore`] registered under `prefix` (dotted, e.g.
+    /// `net` or `net.encoder`; `""` for all of them), sorted by name, with `prefix.` removed
+    /// from the names, sharing storage with the store: the parameters of a model a user
+    /// built with `tch::nn` (`nn::linear(&vs.root() / "net" / "fc1", ..)` gives `fc1.weight`
+    /// and `fc1.bias`). Non-trainable variables (tch's batch-norm running statistics) are
+    /// left out. Errors when nothing is registered under `prefix`.
+    ///
+    /// ```
+    /// use metl_models::Params;
+    /// use tch::{nn, Device};
+    ///
+    /// let vs = nn::VarStore::new(Device::Cpu);
+    /// let _fc1 = nn::linear(&vs.root() / "net" / "fc1", 3, 4, Default::default());
+    /// let _fc2 = nn::linear(&vs.root() / "net" / "fc2", 4, 1, Default::default());
+    /// let theta = Params::from_var_store(&vs, "net").unwrap();
+    /// assert_eq!(theta.names(), ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"]);
+    /// assert_eq!(theta.numel(), 3 * 4 + 4 + 4 + 1);
+    /// ```
+    pub fn from_var_store(vs: &nn::VarStore, prefix: &str) -> Result<Self> {
+        let start = if prefix.is_empty() { String::new() } else { format!("{prefix}.") };
+        let mut entries: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .filter_map(|(name, t)| name.strip_prefix(start.as_str()).map(|rest| (rest.to_owned(), t)))
+            .collect();
+        if entries.is_empty() {
+            return Err(ModelError::MissingParam {
+                name: format!("{prefix}.*"),
+                context: "no trainable variable of the VarStore is registered under this prefix".into(),
+            });
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Self::from_named(entries)
+    }
+
     /// No tensors at all.
     pub fn empty() -> Self {
         Self::from_named(Vec::new()).expect("no names, no duplicates")
@@ -156,6 +192,26 @@ impl Params {
             in_first.insert(name.as_str(), first(name));
         }
         (self.filter(|n| in_first[n]), self.filter(|n| !in_first[n]))
+    }
+
+    /// Splits into (the tensors under any of `prefixes` — named `prefix` or `prefix.…` —,
+    /// the rest), sharing storage: e.g. task-specific heads against the shared trunk,
+    /// `theta.split_prefixes(&["heads"])`, or the head ANIL adapts against the body.
+    ///
+    /// ```
+    /// # use metl_models::Params;
+    /// # use tch::{Device, Kind, Tensor};
+    /// let t = || Tensor::zeros([1], (Kind::Float, Device::Cpu));
+    /// let names = ["trunk.0.weight", "heads.0.weight", "heads.1.weight", "headsup"];
+    /// let theta = Params::from_named(names.iter().map(|n| (n.to_string(), t())).collect()).unwrap();
+    /// let (heads, shared) = theta.split_prefixes(&["heads"]);
+    /// assert_eq!(heads.names(), ["heads.0.weight", "heads.1.weight"]);
+    /// assert_eq!(shared.names(), ["trunk.0.weight", "headsup"]);
+    /// ```
+    pub fn split_prefixes(&self, prefixes: &[&str]) -> (Self, Self) {
+        self.split(|name| {
+            prefixes.iter().any(|p| name == *p || name.strip_prefix(p).is_some_and(|rest| rest.starts_with('.')))
+        })
     }
 
     /// The same tensors with `prefix.` put before every name (sub-module parameters as

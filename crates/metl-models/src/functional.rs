@@ -73,7 +73,8 @@
 //! parameters as tensors sharing storage (which can be overwritten in place, a first-order
 //! swap at best) but no way to replace a parameter by another tensor with autograd history,
 //! which fast weights need; libtorch's C++ `torch::jit::Module::register_parameter` could,
-//! but tch does not bind it.
+//! but tch does not bind it. A TorchScript module exported with its parameters as inputs
+//! runs as a [`crate::torchscript::ScriptModel`] instead.
 
 use crate::{
     error::{ModelError, Result},
@@ -185,17 +186,16 @@ impl<M: nn::ModuleT + ParamSlots> Functional<M> {
             vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
         let mut entries = Vec::new();
         for (i, slot) in module.param_slots().into_iter().enumerate() {
-            let name = variables
-                .iter()
-                .find(|(_, v)| same_tensor(v, slot))
-                .map(|(n, _)| n.clone())
-                .ok_or_else(|| {
-                    ModelError::invalid(
-                        "functional.param_slots",
-                        format!("slot {i} (shape {:?})", slot.size()),
-                        "must be a trainable variable of the VarStore given to Functional::new",
-                    )
-                })?;
+            let name =
+                variables.iter().find(|(_, v)| same_tensor(v, slot)).map(|(n, _)| n.clone()).ok_or_else(
+                    || {
+                        ModelError::invalid(
+                            "functional.param_slots",
+                            format!("slot {i} (shape {:?})", slot.size()),
+                            "must be a trainable variable of the VarStore given to Functional::new",
+                        )
+                    },
+                )?;
             entries.push((name, slot.shallow_clone()));
         }
         if entries.is_empty() {
@@ -230,7 +230,10 @@ impl<M: nn::ModuleT + ParamSlots> Functional<M> {
             .map(|name| {
                 params.get(name).map(Tensor::shallow_clone).ok_or_else(|| ModelError::MissingParam {
                     name: name.clone(),
-                    context: format!("the parameters given to Functional::forward ([{}])", params.names().join(", ")),
+                    context: format!(
+                        "the parameters given to Functional::forward ([{}])",
+                        params.names().join(", ")
+                    ),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -260,7 +263,12 @@ struct Swapped<'a, M: ParamSlots> {
 
 impl<'a, M: ParamSlots> Swapped<'a, M> {
     fn new(module: &'a mut M, tensors: Vec<Tensor>) -> Self {
-        let saved = module.param_slots().into_iter().zip(tensors).map(|(slot, t)| std::mem::replace(slot, t)).collect();
+        let saved = module
+            .param_slots()
+            .into_iter()
+            .zip(tensors)
+            .map(|(slot, t)| std::mem::replace(slot, t))
+            .collect();
         Self { module, saved }
     }
 
@@ -340,7 +348,14 @@ mod tests {
         let names = model.params().names().to_vec();
         assert_eq!(
             names,
-            ["net.conv.weight", "net.conv.bias", "net.norm.weight", "net.norm.bias", "net.fc.weight", "net.fc.bias"]
+            [
+                "net.conv.weight",
+                "net.conv.bias",
+                "net.norm.weight",
+                "net.norm.bias",
+                "net.fc.weight",
+                "net.fc.bias"
+            ]
         );
         let mut expected = Params::from_var_store(&vs, "").unwrap().names().to_vec();
         expected.sort();

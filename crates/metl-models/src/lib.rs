@@ -21,6 +21,8 @@
 //!   PLE, cross-stitch, MTAN, DSelect-k.
 //! - [`optim`]: Adam, AdamW and SGD over [`Params`] with savable state (exact resume).
 //! - [`TaskLoss`]: per-task losses and accuracies of task-stacked predictions.
+//! - [`torchscript`]: TorchScript models exported with their parameters as inputs
+//!   ([`torchscript::ScriptModel`]), fast weights and second order included.
 //! - [`gradcheck`]: finite-difference gradient checks.
 //!
 //! ```
@@ -73,6 +75,7 @@ pub mod optim;
 pub mod params;
 pub mod resnet12;
 pub mod staged;
+pub mod torchscript;
 
 pub use batch_norm::{BatchNorm, BatchNormConfig, BatchNormMode};
 pub use classifier::Classifier;

@@ -210,7 +210,9 @@ impl Params {
     /// ```
     pub fn split_prefixes(&self, prefixes: &[&str]) -> (Self, Self) {
         self.split(|name| {
-            prefixes.iter().any(|p| name == *p || name.strip_prefix(p).is_some_and(|rest| rest.starts_with('.')))
+            prefixes
+                .iter()
+                .any(|p| name == *p || name.strip_prefix(p).is_some_and(|rest| rest.starts_with('.')))
         })
     }
 
@@ -447,6 +449,23 @@ impl<'a> ParamsBuilder<'a> {
 
     /// Adds the trainable variable `name` (dotted, e.g. `layers.0.weight`).
     pub fn var(&mut self, name: &str, dims: &[i64], init: nn::Init) -> Result<&mut Self> {
+        let (path, last) = self.leaf_path(name);
+        let tensor = path.f_var(last, dims, init)?;
+        self.entries.push((name.to_owned(), tensor));
+        Ok(self)
+    }
+
+    /// Adds the trainable variable `name` (dotted) holding a copy of `value` (its shape; the
+    /// store's device and kind).
+    pub fn var_copy(&mut self, name: &str, value: &Tensor) -> Result<&mut Self> {
+        let (path, last) = self.leaf_path(name);
+        let kind = path.kind();
+        let tensor = path.f_var_copy(last, &value.to_device(path.device()).to_kind(kind))?;
+        self.entries.push((name.to_owned(), tensor));
+        Ok(self)
+    }
+
+    fn leaf_path<'n>(&self, name: &'n str) -> (nn::Path<'a>, &'n str) {
         let (prefix, last) = match name.rsplit_once('.') {
             Some((prefix, last)) => (Some(prefix), last),
             None => (None, name),
@@ -455,9 +474,7 @@ impl<'a> ParamsBuilder<'a> {
         for part in prefix.into_iter().flat_map(|p| p.split('.')) {
             path = path.sub(part);
         }
-        let tensor = path.f_var(last, dims, init)?;
-        self.entries.push((name.to_owned(), tensor));
-        Ok(self)
+        (path, last)
     }
 
     /// The path the variables are registered under (its device and kind are theirs).

@@ -21,7 +21,9 @@ tasks:
                 torch==2.13.0 into a virtualenv under ~/.cache/metl once)
   env           print the shell exports with which plain `cargo build`/`cargo test` work:
                 eval \"$(cargo xtask env)\"
-  test [ARGS]   setup, then every test of the workspace (ARGS go to `cargo test`)
+  test [ARGS]   setup, then every test of the workspace (ARGS go to `cargo test`); without
+                ARGS also builds examples/outside (metl as a dependency of another
+                project) and runs its two programs, which must learn
   demo [ARGS]   setup, release build, then `metl demo ARGS`
   metl ARGS     setup, release build, then `metl ARGS` (e.g. metl train configs/….toml)
   lint          cargo fmt --check, clippy -D warnings, rustdoc -D warnings
@@ -115,7 +117,30 @@ fn test(args: &[String]) -> Result {
     let env = env()?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace"]).args(args);
-    run(cmd, &env)
+    run(cmd, &env)?;
+    if args.is_empty() {
+        outside_crate(&env)?;
+    }
+    Ok(())
+}
+
+/// Builds `examples/outside` — a project outside the workspace that depends on metl's
+/// crates by path, as a user's would — and runs its two programs, each of which exits
+/// non-zero unless it learned (MAML on the user's own model; PCGrad and UPGrad on the
+/// user's own two-task model with a tch optimizer).
+fn outside_crate(env: &Env) -> Result {
+    let manifest = cmd::workspace_root().join("examples/outside/Cargo.toml");
+    let mut passed = 0;
+    for program in ["maml", "mtl"] {
+        let mut cmd = cargo();
+        cmd.arg("run").arg("--manifest-path").arg(&manifest).args(["--bin", program]);
+        // The workspace's target folder: libtorch's bindings are built once for both.
+        cmd.env("CARGO_TARGET_DIR", cmd::target_dir());
+        run(cmd, env)?;
+        passed += 1;
+    }
+    eprintln!("examples/outside: {passed} passed, 0 failed");
+    Ok(())
 }
 
 /// Builds the `metl` binary in release mode and runs it with `args`.

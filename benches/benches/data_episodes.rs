@@ -4,7 +4,7 @@
 //! (meta-batch assembly in host memory, and its conversion to `Float` tensors).
 //! Target on two cores: at least 2,000 5-way 1-shot episodes per second.
 //!
-//! Needs Omniglot in `$METL_OMNIGLOT_DIR` or `../shared/data/omniglot` (decoded once, then
+//! Needs Omniglot in `$METL_OMNIGLOT_DIR` or the workspace's `data/omniglot` (decoded once, then
 //! read from the cache); registers no benchmark (and says so) without it.
 
 // criterion_group! generates undocumented functions.
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tch::Device;
 
 fn episodes(c: &mut Criterion) {
-    let root = omniglot_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/omniglot"));
+    let root = omniglot_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/omniglot"));
     if !root.exists() {
         return eprintln!("data_episodes: no Omniglot at {}; set METL_OMNIGLOT_DIR", root.display());
     }

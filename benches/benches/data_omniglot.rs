@@ -2,7 +2,7 @@
 //! zips (decode + resize on all cores, no cache) and warm from the on-disk cache.
 //! Targets on two cores: cold < 10 s, warm < 1 s.
 //!
-//! Needs Omniglot in `$METL_OMNIGLOT_DIR` or `../shared/data/omniglot`; registers no
+//! Needs Omniglot in `$METL_OMNIGLOT_DIR` or the workspace's `data/omniglot`; registers no
 //! benchmark (and says so) without it.
 
 // criterion_group! generates undocumented functions.
@@ -13,7 +13,7 @@ use metl_data::{omniglot::omniglot_dir, Omniglot, OmniglotConfig};
 use std::time::Duration;
 
 fn load(c: &mut Criterion) {
-    let root = omniglot_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/omniglot"));
+    let root = omniglot_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/omniglot"));
     if !root.exists() {
         return eprintln!("data_omniglot: no Omniglot at {}; set METL_OMNIGLOT_DIR", root.display());
     }

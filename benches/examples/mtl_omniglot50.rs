@@ -12,7 +12,7 @@
 //!     --out runs/mtl_omniglot50
 //! ```
 //!
-//! Options: `--data-dir` (default `../shared/data/omniglot`), `--image-size` (28; the
+//! Options: `--data-dir` (default `$METL_OMNIGLOT_DIR`, else `data/omniglot`), `--image-size` (28; the
 //! papers used the 105×105 originals), `--archs` (`single,hard,mmoe`), `--strategies`
 //! (comma-separated or `all`; default `ew`), `--experts` (MMoE experts, 4), `--steps`
 //! (20000; single-task models train `--single-steps`, default 2000 each), `--batch` (256),
@@ -57,7 +57,7 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
-        data_dir: PathBuf::from("../shared/data/omniglot"),
+        data_dir: metl_data::omniglot::omniglot_dir("data/omniglot"),
         image_size: 28,
         archs: vec!["single".into(), "hard".into(), "mmoe".into()],
         strategies: vec!["ew".into()],

@@ -140,8 +140,9 @@ struct Args {
     seed: u64,
     #[arg(long, default_value_t = 12345)]
     test_seed: u64,
-    /// The folder with images_background.zip and images_evaluation.zip.
-    #[arg(long, default_value = "../shared/data/omniglot")]
+    /// The folder with images_background.zip and images_evaluation.zip (`$METL_OMNIGLOT_DIR`
+    /// takes precedence).
+    #[arg(long, default_value = "data/omniglot")]
     data_dir: PathBuf,
     #[arg(long, default_value = "cpu")]
     device: String,

@@ -67,8 +67,8 @@ fn default_image_size() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct OmniglotData {
     /// The folder with `images_background.zip` and `images_evaluation.zip` (or their
-    /// extracted folders). Default: `$METL_OMNIGLOT_DIR`, else `data/omniglot`, else
-    /// `../shared/data/omniglot`, relative to the working directory.
+    /// extracted folders). Default: `$METL_OMNIGLOT_DIR`, else `data/omniglot`, relative to
+    /// the working directory.
     #[serde(default)]
     pub root: Option<PathBuf>,
     /// The class split: `lake`, `maml` or `vinyals` (see docs/data.md).
@@ -156,21 +156,12 @@ fn default_drawings() -> [usize; 3] {
     [10, 4, 6]
 }
 
-/// The Omniglot folder: the configured one, else `$METL_OMNIGLOT_DIR`, `data/omniglot`,
-/// `../shared/data/omniglot`.
+/// The Omniglot folder: the configured one, else `$METL_OMNIGLOT_DIR`, else `data/omniglot`
+/// (relative to the working directory).
 pub fn resolve_omniglot_root(configured: Option<&Path>) -> PathBuf {
-    if let Some(root) = configured {
-        return root.to_owned();
-    }
-    let default = omniglot_dir("data/omniglot");
-    if default.exists() || std::env::var_os("METL_OMNIGLOT_DIR").is_some() {
-        return default;
-    }
-    let shared = PathBuf::from("../shared/data/omniglot");
-    if shared.exists() {
-        shared
-    } else {
-        default
+    match configured {
+        Some(root) => root.to_owned(),
+        None => omniglot_dir("data/omniglot"),
     }
 }
 

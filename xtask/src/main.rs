@@ -26,7 +26,8 @@ tasks:
                 project) and runs its two programs, which must learn
   demo [ARGS]   setup, release build, then `metl demo ARGS`
   metl ARGS     setup, release build, then `metl ARGS` (e.g. metl train configs/….toml)
-  lint          cargo fmt --check, clippy -D warnings, rustdoc -D warnings
+  lint          cargo fmt --check, clippy -D warnings, rustdoc -D warnings, and the
+                package file list of every library crate (README included)
   ci            lint, then test
   bench [ARGS]  setup, then the criterion benches (ARGS go to `cargo bench`)
   gpu-check     on a machine with an NVIDIA GPU: metl-models' tests on CUDA and a short
@@ -189,7 +190,36 @@ fn lint() -> Result {
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--no-deps"]);
     run(doc, &doc_env)?;
-    eprintln!("lint: fmt, clippy and rustdoc are clean");
+    package_lists(&env)?;
+    eprintln!("lint: fmt, clippy, rustdoc and the package lists are clean");
+    Ok(())
+}
+
+/// The library crates, as `cargo package` would publish them: each file list must build
+/// (metadata, paths) and hold the crate's README (the manifest's `readme`).
+fn package_lists(env: &Env) -> Result {
+    const LIBRARIES: [&str; 5] = ["metl-build", "metl-data", "metl-models", "metl-mtl", "metl-meta"];
+    for krate in LIBRARIES {
+        let mut cmd = cargo();
+        cmd.args(["package", "--list", "--allow-dirty", "--package", krate]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().map_err(|e| cmd::Failure(format!("cannot run cargo package: {e}")))?;
+        if !out.status.success() {
+            return Err(cmd::Failure(format!(
+                "cargo package --list --package {krate} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        let files = String::from_utf8_lossy(&out.stdout);
+        for needed in ["README.md", "Cargo.toml", "src/lib.rs"] {
+            if !files.lines().any(|f| f == needed) {
+                return Err(cmd::Failure(format!("the package of {krate} lacks {needed}")));
+            }
+        }
+    }
+    eprintln!("package lists: {} library crates with README, manifest and sources", LIBRARIES.len());
     Ok(())
 }
 

@@ -6,6 +6,8 @@
 //! - [`strategy`]: the [`Strategy`] trait, what a strategy [`Needs`] (losses, per-task
 //!   gradients of the shared parameters or of the shared representation) and what it
 //!   returns ([`Combination`]).
+//! - [`weighting`]: [`Weighting`], the Gramian-based strategies' small interface (the
+//!   Gramian of the task gradients in, weights out), usable on its own.
 //! - [`backward`]: [`MtlBackward`] computes the per-task gradients a strategy needs,
 //!   calls it, and leaves the combined gradient in `.grad` for any optimizer.
 //! - [`checkpoint`]: a strategy's state between steps ([`StrategyState`]), saved in
@@ -46,6 +48,7 @@ pub mod solvers;
 pub mod strategies;
 pub mod strategy;
 pub mod trainer;
+pub mod weighting;
 pub mod workload;
 
 pub use backward::{MtlBackward, Representation, StepReport, TaskLosses};
@@ -55,3 +58,4 @@ pub use strategy::{
     Combination, GradientSpace, Needs, Setup, StepInput, Strategy, StrategyState, StrategyStateHost, Update,
 };
 pub use trainer::{MtlStep, MtlStepState};
+pub use weighting::Weighting;

@@ -149,7 +149,9 @@ pub struct StepInput<'a> {
     pub representation: Option<&'a Tensor>,
     /// The model on a validation batch, when the strategy asked for it.
     pub bilevel: Option<&'a dyn Bilevel>,
-    pub(crate) gramian: OnceCell<Matrix>,
+    /// The cache of [`StepInput::gramian`]: leave it empty (`Default::default()`) when
+    /// building a `StepInput` yourself; it is filled on first use.
+    pub gramian: OnceCell<Matrix>,
 }
 
 impl StepInput<'_> {

@@ -3,7 +3,8 @@
 use crate::{
     error::Result,
     linalg::Matrix,
-    strategy::{Combination, GradientSpace, Needs, StepInput, Strategy},
+    strategy::GradientSpace,
+    weighting::{Context, Weighting},
 };
 use serde::{Deserialize, Serialize};
 
@@ -69,16 +70,16 @@ pub fn aligned_weights(g: &Matrix) -> Vec<f64> {
         .collect()
 }
 
-impl Strategy for AlignedMtl {
+impl Weighting for AlignedMtl {
     fn name(&self) -> &'static str {
         self.name
     }
 
-    fn needs(&self) -> Needs {
-        Needs::gradients(self.config.space)
+    fn space(&self) -> GradientSpace {
+        self.config.space
     }
 
-    fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
-        Ok(Combination::weighted(aligned_weights(input.gramian()?)))
+    fn weights(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
+        Ok(aligned_weights(gramian))
     }
 }

@@ -4,7 +4,8 @@ use crate::{
     error::{MtlError, Result},
     linalg::{dot, Matrix},
     solvers::simplex,
-    strategy::{non_negative, Combination, GradientSpace, Needs, StepInput, Strategy},
+    strategy::{non_negative, GradientSpace},
+    weighting::{Context, Weighting},
 };
 use serde::{Deserialize, Serialize};
 
@@ -115,16 +116,16 @@ pub fn cagrad_weights(g: &Matrix, c: f64, rescale: u8) -> Vec<f64> {
     w.iter().zip(&b).map(|(wi, bi)| (bi + lambda * wi) * scale).collect()
 }
 
-impl Strategy for CaGrad {
+impl Weighting for CaGrad {
     fn name(&self) -> &'static str {
         "cagrad"
     }
 
-    fn needs(&self) -> Needs {
-        Needs::gradients(self.config.space)
+    fn space(&self) -> GradientSpace {
+        self.config.space
     }
 
-    fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
-        Ok(Combination::weighted(cagrad_weights(input.gramian()?, self.config.c, self.config.rescale)))
+    fn weights(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
+        Ok(cagrad_weights(gramian, self.config.c, self.config.rescale))
     }
 }

@@ -3,7 +3,8 @@
 use crate::{
     error::Result,
     linalg::{dot, Matrix},
-    strategy::{Combination, GradientSpace, Needs, StepInput, Strategy},
+    strategy::GradientSpace,
+    weighting::{Context, Weighting},
 };
 use serde::{Deserialize, Serialize};
 
@@ -61,17 +62,17 @@ pub fn config_weights(g: &Matrix, width: usize) -> Vec<f64> {
     c.iter().map(|v| v * length).collect()
 }
 
-impl Strategy for ConFig {
+impl Weighting for ConFig {
     fn name(&self) -> &'static str {
         "config"
     }
 
-    fn needs(&self) -> Needs {
-        Needs::gradients(self.config.space)
+    fn space(&self) -> GradientSpace {
+        self.config.space
     }
 
-    fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
-        let width = input.jacobian()?.size()[1] as usize;
-        Ok(Combination::weighted(config_weights(input.gramian()?, width)))
+    fn weights(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>> {
+        let width = context.dim;
+        Ok(config_weights(gramian, width))
     }
 }

@@ -5,7 +5,8 @@ use crate::{
     error::Result,
     linalg::Matrix,
     solvers::dual_cone::project_weights,
-    strategy::{Combination, Needs, StepInput, Strategy},
+    strategy::GradientSpace,
+    weighting::{Context, Weighting},
 };
 
 /// DualProj (Lopez-Paz & Ranzato 2017, "Gradient episodic memory for continual learning",
@@ -37,16 +38,16 @@ pub fn dualproj_weights(g: &Matrix, config: &DualConeConfig) -> Vec<f64> {
     project_weights(&vec![1.0 / n as f64; n], &config.prepare(g))
 }
 
-impl Strategy for DualProj {
+impl Weighting for DualProj {
     fn name(&self) -> &'static str {
         "dualproj"
     }
 
-    fn needs(&self) -> Needs {
-        Needs::gradients(self.config.space)
+    fn space(&self) -> GradientSpace {
+        self.config.space
     }
 
-    fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
-        Ok(Combination::weighted(dualproj_weights(input.gramian()?, &self.config)))
+    fn weights(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
+        Ok(dualproj_weights(gramian, &self.config))
     }
 }

@@ -3,7 +3,8 @@
 use crate::{
     error::Result,
     linalg::Matrix,
-    strategy::{positive, Combination, GradientSpace, Needs, StepInput, Strategy},
+    strategy::{positive, GradientSpace},
+    weighting::{Context, Weighting},
 };
 use serde::{Deserialize, Serialize};
 
@@ -105,16 +106,16 @@ pub fn fairgrad_weights(g: &Matrix, alpha: f64) -> Vec<f64> {
     w
 }
 
-impl Strategy for FairGrad {
+impl Weighting for FairGrad {
     fn name(&self) -> &'static str {
         "fairgrad"
     }
 
-    fn needs(&self) -> Needs {
-        Needs::gradients(self.config.space)
+    fn space(&self) -> GradientSpace {
+        self.config.space
     }
 
-    fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
-        Ok(Combination::weighted(fairgrad_weights(input.gramian()?, self.config.alpha)))
+    fn weights(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
+        Ok(fairgrad_weights(gramian, self.config.alpha))
     }
 }

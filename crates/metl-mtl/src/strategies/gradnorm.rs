@@ -3,7 +3,9 @@
 use crate::{
     checkpoint::StrategyState,
     error::Result,
-    strategy::{non_negative, Combination, GradientSpace, Needs, Setup, StepInput, Strategy},
+    linalg::Matrix,
+    strategy::{non_negative, GradientSpace, Setup},
+    weighting::{Context, Weighting},
 };
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
@@ -69,16 +71,16 @@ impl GradNorm {
     }
 }
 
-impl Strategy for GradNorm {
+impl Weighting for GradNorm {
     fn name(&self) -> &'static str {
         "gradnorm"
     }
 
-    fn needs(&self) -> Needs {
-        Needs::gradients(self.config.space)
+    fn space(&self) -> GradientSpace {
+        self.config.space
     }
 
-    fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
+    fn weights(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>> {
         let t = self.initial.len() as f64;
         tch::no_grad(|| -> Result<()> {
             let clamped = self.weights.f_clamp_min(1e-6)?;
@@ -86,14 +88,14 @@ impl Strategy for GradNorm {
             self.weights.shallow_clone().f_copy_(&(clamped * t / sum))?;
             Ok(())
         })?;
-        let idx = super::state::index(input.tasks, &self.weights);
+        let idx = super::state::index(&context.tasks, &self.weights);
         let w_sub = self.weights.f_index_select(0, &idx)?;
         let w = Vec::<f64>::try_from(w_sub.detach().to_kind(Kind::Double))?;
-        let norms: Vec<f64> = input.gramian()?.diag().iter().map(|d| d.max(0.0).sqrt()).collect();
-        let relative: Vec<f64> = input
+        let norms: Vec<f64> = gramian.diag().iter().map(|d| d.max(0.0).sqrt()).collect();
+        let relative: Vec<f64> = context
             .tasks
             .iter()
-            .zip(input.values())
+            .zip(&context.losses)
             .map(|(&task, &l)| l / *self.initial[task].get_or_insert(l))
             .collect();
         let mean_rel = relative.iter().sum::<f64>() / relative.len() as f64;
@@ -116,7 +118,7 @@ impl Strategy for GradNorm {
             .collect();
         let grad = Tensor::from_slice(&grad).to_kind(w_sub.kind()).to_device(w_sub.device());
         (w_sub * grad).f_sum(Kind::Float)?.f_backward()?;
-        Ok(Combination::weighted(w))
+        Ok(w)
     }
 
     /// The initial loss of every task seen so far (the weights are learned parameters in

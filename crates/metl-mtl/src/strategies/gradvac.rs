@@ -3,7 +3,9 @@
 use crate::{
     checkpoint::StrategyState,
     error::Result,
-    strategy::{Combination, GradientSpace, Needs, Setup, StepInput, Strategy},
+    linalg::Matrix,
+    strategy::{GradientSpace, Setup},
+    weighting::{Context, Weighting},
 };
 use metl_data::rng::{seeded, Rng};
 use rand::seq::SliceRandom;
@@ -63,17 +65,17 @@ impl GradVac {
     }
 }
 
-impl Strategy for GradVac {
+impl Weighting for GradVac {
     fn name(&self) -> &'static str {
         "gradvac"
     }
 
-    fn needs(&self) -> Needs {
-        Needs::gradients(self.config.space)
+    fn space(&self) -> GradientSpace {
+        self.config.space
     }
 
-    fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
-        let g = input.gramian()?;
+    fn weights(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>> {
+        let g = gramian;
         let n = g.n();
         let norms: Vec<f64> = g.diag().iter().map(|d| d.max(0.0).sqrt()).collect();
         let beta = self.config.beta;
@@ -87,7 +89,7 @@ impl Strategy for GradVac {
                 let pc_norm = g.quad(&c).max(0.0).sqrt();
                 let dot: f64 = (0..n).map(|k| c[k] * g.get(k, j)).sum();
                 let phi = dot / (pc_norm * norms[j] + 1e-8);
-                let (ti, tj) = (input.tasks[i], input.tasks[j]);
+                let (ti, tj) = (context.tasks[i], context.tasks[j]);
                 let target = self.target[ti][tj];
                 if phi < target {
                     let w = pc_norm
@@ -102,7 +104,7 @@ impl Strategy for GradVac {
                 *w += ci;
             }
         }
-        Ok(Combination::weighted(weights))
+        Ok(weights)
     }
 
     /// The random generator and the target similarities (`T × T`, row-major).

@@ -3,7 +3,9 @@
 use super::{imtl_g::imtl_g_weights, imtl_l::ImtlL};
 use crate::{
     error::Result,
-    strategy::{Combination, GradientSpace, Needs, Setup, StepInput, Strategy},
+    linalg::Matrix,
+    strategy::{GradientSpace, Setup},
+    weighting::{Context, Weighting},
 };
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
@@ -39,22 +41,22 @@ impl Imtl {
     }
 }
 
-impl Strategy for Imtl {
+impl Weighting for Imtl {
     fn name(&self) -> &'static str {
         "imtl"
     }
 
-    fn needs(&self) -> Needs {
-        Needs::gradients(self.config.space)
+    fn space(&self) -> GradientSpace {
+        self.config.space
     }
 
-    fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
-        let (s, e) = ImtlL::scales(&self.scale, input.tasks)?;
+    fn weights(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>> {
+        let (s, e) = ImtlL::scales(&self.scale, &context.tasks)?;
         // The scales' own gradient: ∂ Σᵢ (e^{sᵢ}Lᵢ − sᵢ) / ∂sᵢ.
-        let values = Tensor::from_slice(input.values()).to_kind(s.kind()).to_device(s.device());
+        let values = Tensor::from_slice(&context.losses).to_kind(s.kind()).to_device(s.device());
         let grad = (s.detach().exp() * values - 1.0).detach();
         (s * grad).f_sum(Kind::Float)?.f_backward()?;
-        let alpha = imtl_g_weights(&input.gramian()?.scale_rows_cols(&e));
-        Ok(Combination::weighted(alpha.iter().zip(&e).map(|(a, e)| a * e).collect()))
+        let alpha = imtl_g_weights(&gramian.scale_rows_cols(&e));
+        Ok(alpha.iter().zip(&e).map(|(a, e)| a * e).collect())
     }
 }

@@ -3,7 +3,8 @@
 use crate::{
     error::Result,
     linalg::Matrix,
-    strategy::{Combination, GradientSpace, Needs, StepInput, Strategy},
+    strategy::GradientSpace,
+    weighting::{Context, Weighting},
 };
 use serde::{Deserialize, Serialize};
 
@@ -50,16 +51,16 @@ pub fn imtl_g_weights(g: &Matrix) -> Vec<f64> {
     }
 }
 
-impl Strategy for ImtlG {
+impl Weighting for ImtlG {
     fn name(&self) -> &'static str {
         "imtl_g"
     }
 
-    fn needs(&self) -> Needs {
-        Needs::gradients(self.config.space)
+    fn space(&self) -> GradientSpace {
+        self.config.space
     }
 
-    fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
-        Ok(Combination::weighted(imtl_g_weights(input.gramian()?)))
+    fn weights(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
+        Ok(imtl_g_weights(gramian))
     }
 }

@@ -2,8 +2,10 @@
 
 use crate::{
     error::{MtlError, Result},
+    linalg::Matrix,
     solvers::min_norm::{min_norm_weights, FrankWolfe},
-    strategy::{Combination, GradientSpace, Needs, StepInput, Strategy},
+    strategy::GradientSpace,
+    weighting::{Context, Weighting},
 };
 use serde::{Deserialize, Serialize};
 
@@ -92,29 +94,29 @@ impl Mgda {
     }
 }
 
-impl Strategy for Mgda {
+impl Weighting for Mgda {
     fn name(&self) -> &'static str {
         self.name
     }
 
-    fn needs(&self) -> Needs {
-        Needs::gradients(self.config.space)
+    fn space(&self) -> GradientSpace {
+        self.config.space
     }
 
-    fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
-        let g = input.gramian()?;
+    fn weights(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>> {
+        let g = gramian;
         let norms: Vec<f64> = g.diag().iter().map(|d| d.max(0.0).sqrt()).collect();
         let n: Vec<f64> = match self.config.normalization {
-            GradientNormalization::None => vec![1.0; input.k()],
+            GradientNormalization::None => vec![1.0; context.tasks.len()],
             GradientNormalization::L2 => norms,
-            GradientNormalization::Loss => input.values().to_vec(),
+            GradientNormalization::Loss => context.losses.to_vec(),
             GradientNormalization::LossPlus => {
-                input.values().iter().zip(&norms).map(|(l, n)| l * n).collect()
+                context.losses.iter().zip(&norms).map(|(l, n)| l * n).collect()
             }
         };
         let inv: Vec<f64> = n.iter().map(|v| if *v > 0.0 { 1.0 / v } else { 0.0 }).collect();
         let fw = FrankWolfe { max_iters: self.config.max_iters, tol: self.config.tol };
         let alpha = min_norm_weights(&g.scale_rows_cols(&inv), fw);
-        Ok(Combination::weighted(alpha.iter().zip(&inv).map(|(a, i)| a * i).collect()))
+        Ok(alpha.iter().zip(&inv).map(|(a, i)| a * i).collect())
     }
 }

@@ -4,7 +4,8 @@ use crate::{
     checkpoint::StrategyState,
     error::{MtlError, Result},
     linalg::{dot, norm, Matrix},
-    strategy::{non_negative, Combination, GradientSpace, Needs, Setup, StepInput, Strategy},
+    strategy::{non_negative, GradientSpace, Setup},
+    weighting::{Context, Weighting},
 };
 use serde::{Deserialize, Serialize};
 
@@ -285,25 +286,28 @@ fn positive_point(g: &Matrix) -> Option<Vec<f64>> {
     None
 }
 
-impl Strategy for NashMtl {
+impl Weighting for NashMtl {
     fn name(&self) -> &'static str {
         "nash_mtl"
     }
 
-    fn needs(&self) -> Needs {
-        Needs::gradients(self.config.space)
+    fn space(&self) -> GradientSpace {
+        self.config.space
     }
 
-    fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
+    fn weights(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>> {
         let recompute = self.steps % self.config.update_weights_every == 0;
         self.steps += 1;
-        let start: Vec<f64> = input.tasks.iter().map(|&t| self.alpha[t]).collect();
-        let alpha =
-            if recompute { nash_weights(input.gramian()?, &start, self.config.optim_niter) } else { start };
-        for (&t, a) in input.tasks.iter().zip(&alpha) {
+        let start: Vec<f64> = context.tasks.iter().map(|&t| self.alpha[t]).collect();
+        let alpha = if recompute { nash_weights(gramian, &start, self.config.optim_niter) } else { start };
+        for (&t, a) in context.tasks.iter().zip(&alpha) {
             self.alpha[t] = *a;
         }
-        Ok(Combination::weighted(alpha).clipped(self.config.max_norm))
+        Ok(alpha)
+    }
+
+    fn max_norm(&self) -> Option<f64> {
+        (self.config.max_norm > 0.0).then_some(self.config.max_norm)
     }
 
     /// The last weights `α` (the next solve's start) and the step count.

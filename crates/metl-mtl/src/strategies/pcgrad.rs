@@ -4,7 +4,8 @@ use crate::{
     checkpoint::StrategyState,
     error::Result,
     linalg::Matrix,
-    strategy::{Combination, GradientSpace, Needs, Setup, StepInput, Strategy},
+    strategy::{GradientSpace, Setup},
+    weighting::{Context, Weighting},
 };
 use metl_data::rng::{seeded, Rng};
 use rand::seq::SliceRandom;
@@ -64,24 +65,24 @@ pub fn pcgrad_weights(g: &Matrix, mut order: impl FnMut(usize) -> Vec<usize>) ->
     weights
 }
 
-impl Strategy for PcGrad {
+impl Weighting for PcGrad {
     fn name(&self) -> &'static str {
         "pcgrad"
     }
 
-    fn needs(&self) -> Needs {
-        Needs::gradients(self.config.space)
+    fn space(&self) -> GradientSpace {
+        self.config.space
     }
 
-    fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
-        let g = input.gramian()?;
+    fn weights(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
+        let g = gramian;
         let rng = &mut self.rng;
         let weights = pcgrad_weights(g, |i| {
             let mut others: Vec<usize> = (0..g.n()).filter(|&j| j != i).collect();
             others.shuffle(rng);
             others
         });
-        Ok(Combination::weighted(weights))
+        Ok(weights)
     }
 
     /// The random generator.

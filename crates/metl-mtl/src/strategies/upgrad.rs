@@ -4,7 +4,8 @@ use crate::{
     error::Result,
     linalg::Matrix,
     solvers::dual_cone::{normalize, project_weights},
-    strategy::{non_negative, Combination, GradientSpace, Needs, StepInput, Strategy},
+    strategy::{non_negative, GradientSpace},
+    weighting::{Context, Weighting},
 };
 use serde::{Deserialize, Serialize};
 
@@ -78,16 +79,16 @@ pub fn upgrad_weights(g: &Matrix, config: &DualConeConfig) -> Vec<f64> {
     weights
 }
 
-impl Strategy for UpGrad {
+impl Weighting for UpGrad {
     fn name(&self) -> &'static str {
         "upgrad"
     }
 
-    fn needs(&self) -> Needs {
-        Needs::gradients(self.config.space)
+    fn space(&self) -> GradientSpace {
+        self.config.space
     }
 
-    fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
-        Ok(Combination::weighted(upgrad_weights(input.gramian()?, &self.config)))
+    fn weights(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
+        Ok(upgrad_weights(gramian, &self.config))
     }
 }

@@ -32,10 +32,10 @@ pub fn run() -> anyhow::Result<()> {
         ALGORITHMS.iter().map(|a| (a.name.to_owned(), format!("{} ({})", a.summary, a.paper))).collect();
     section("meta-learning algorithms", "[meta.<name>]", &algorithms);
     section("multi-task architectures", "[mtl] architecture = \"<name>\"", &rows(ARCHITECTURES));
-    let strategies: Vec<(String, String)> = STRATEGIES
+    let strategies = STRATEGIES
         .iter()
-        .map(|s| (s.name.to_string(), format!("{} (needs {})", s.description, s.needs)))
-        .collect();
+        .map(|s| Ok((s.name.to_string(), format!("{} (needs {})", s.description, s.needs_description()?))))
+        .collect::<Result<Vec<(String, String)>, metl_mtl::MtlError>>()?;
     section("multi-task weighting strategies", "[mtl] strategy = { name = \"<name>\" }", &strategies);
     Ok(())
 }

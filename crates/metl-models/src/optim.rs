@@ -292,6 +292,89 @@ impl Optimizer for Sgd {
     }
 }
 
+/// A `tch::nn::Optimizer` (your own: `nn::Adam::default().build(&vs, lr)?`, with its
+/// parameter groups and options) as an [`Optimizer`], so that metl's training steps
+/// (`metl_mtl::MtlStep::step`, ...) take it.
+///
+/// tch keeps the optimizer's moments inside libtorch, out of reach: [`Optimizer::state`]
+/// is empty, and a run resumed from a checkpoint restarts them (use metl's [`Adam`],
+/// [`AdamW`] or [`Sgd`] for exact resumes). The learning rate is the one given here, kept
+/// in step with [`Optimizer::set_lr`].
+///
+/// ```
+/// use metl_models::optim::{Optimizer, TchOptimizer};
+/// use tch::nn::{self, OptimizerConfig};
+///
+/// let vs = nn::VarStore::new(tch::Device::Cpu);
+/// let _layer = nn::linear(vs.root() / "fc", 3, 1, Default::default());
+/// let mut opt = TchOptimizer::new(nn::Adam::default().build(&vs, 1e-3).unwrap(), 1e-3);
+/// opt.zero_grad();
+/// opt.step().unwrap();
+/// assert_eq!((opt.steps(), opt.lr()), (1, 1e-3));
+/// ```
+#[derive(Debug)]
+pub struct TchOptimizer {
+    inner: tch::nn::Optimizer,
+    lr: f64,
+    steps: u64,
+}
+
+impl TchOptimizer {
+    /// Wraps `optimizer`, built with learning rate `lr`.
+    pub fn new(optimizer: tch::nn::Optimizer, lr: f64) -> Self {
+        Self { inner: optimizer, lr, steps: 0 }
+    }
+
+    /// The tch optimizer.
+    pub fn inner_mut(&mut self) -> &mut tch::nn::Optimizer {
+        &mut self.inner
+    }
+}
+
+impl Optimizer for TchOptimizer {
+    fn step(&mut self) -> Result<()> {
+        self.inner.step();
+        self.steps += 1;
+        Ok(())
+    }
+
+    fn zero_grad(&mut self) {
+        self.inner.zero_grad();
+    }
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.inner.set_lr(lr);
+        self.lr = lr;
+    }
+
+    fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Empty: tch's optimizer state cannot be read.
+    fn state(&self) -> Params {
+        Params::empty()
+    }
+
+    /// Accepts only an empty state (what [`TchOptimizer::state`] gives) and sets the step
+    /// count.
+    fn load_state(&mut self, state: &Params, steps: u64) -> Result<()> {
+        if !state.is_empty() {
+            return Err(ModelError::invalid(
+                "optimizer state",
+                format!("[{}]", state.names().join(", ")),
+                "a tch::nn::Optimizer cannot load moments: resume with metl's Adam, AdamW or SGD",
+            ));
+        }
+        self.steps = steps;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use crate::{
     },
     outer::check_lr,
 };
-use metl_models::{Model, Params, TaskLoss};
+use metl_models::{Loss, Model, Params};
 use serde::{Deserialize, Serialize};
 
 /// Hyper-parameters of [`Anil`].
@@ -88,7 +88,7 @@ pub struct Anil<M: Model> {
 impl<M: Model> Anil<M> {
     /// ANIL over `model` with meta-parameters `params` (leaf tensors). Errors when no
     /// parameter matches the head prefixes.
-    pub fn new(model: M, params: Params, loss: TaskLoss, config: AnilConfig) -> Result<Self> {
+    pub fn new(model: M, params: Params, loss: impl Loss + 'static, config: AnilConfig) -> Result<Self> {
         config.validate()?;
         let lr = LrRule::Fixed(config.inner_lr);
         let settings = FamilySettings {

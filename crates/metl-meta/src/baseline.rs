@@ -288,6 +288,7 @@ impl<B: Model> MetaLearner for Baseline<B> {
 
     /// Fits a fresh head per episode for `steps` epochs (Chen et al.: 100).
     fn adapt_and_evaluate(&self, batch: &TaskBatch, steps: usize) -> Result<QueryOutcome> {
+        crate::validate::validate_batch(batch, crate::validate::Targets::Classes, None)?;
         let logits = self.finetune(batch, steps)?;
         let loss = TaskLoss::CrossEntropy;
         Ok(QueryOutcome {
@@ -297,6 +298,7 @@ impl<B: Model> MetaLearner for Baseline<B> {
     }
 
     fn adapt_and_predict(&self, batch: &TaskBatch, steps: usize) -> Result<Tensor> {
+        crate::validate::validate_batch(batch, crate::validate::Targets::Classes, None)?;
         self.finetune(batch, steps)
     }
 

@@ -195,6 +195,21 @@ impl<'a> InnerLoop<'a> {
         Ok(fast)
     }
 
+    /// One plain-SGD step `φ − αʲ ⊙ g` with step `step`'s learning rate(s), from gradients
+    /// you computed (the learn2learn-style [`crate::maml_family::Learner::adapt`]). Errors for
+    /// the stateful optimizers, whose step depends on the steps before.
+    pub fn sgd_step(&self, fast: &Params, grads: &Params, step: usize) -> Result<Params> {
+        if self.optimizer != InnerOptimizer::Sgd {
+            return Err(MetaError::invalid(
+                "inner.optimizer",
+                format!("{:?}", self.optimizer),
+                "a single step from given gradients needs plain SGD",
+            ));
+        }
+        fast.check_same_names(grads)?;
+        self.update(fast, grads, step, &mut Moments::default())
+    }
+
     fn update(&self, fast: &Params, grads: &Params, step: usize, moments: &mut Moments) -> Result<Params> {
         let first_step = moments.first.is_empty();
         let mut updated = Vec::with_capacity(fast.len());

@@ -11,7 +11,9 @@
 //!   Adam; mini-batches of the support set);
 //! - [`outer`]: the outer optimizer with its learning-rate schedule and checkpoint state;
 //! - [`maml_family`]: the task-batched engine shared by the gradient-based learners;
-//! - [`metric`]: the engine shared by the metric-based learners.
+//! - [`metric`]: the engine shared by the metric-based learners;
+//! - [`validate`]: the checks every learner makes of a [`metl_data::TaskBatch`] before
+//!   using it (typed errors, not panics).
 //!
 //! The algorithms, one per module:
 //! - [`maml`]: MAML (Finn et al. 2017), second order or first order;
@@ -64,6 +66,7 @@ pub mod outer;
 pub mod protonet;
 pub mod registry;
 pub mod reptile;
+pub mod validate;
 
 pub use error::MetaError;
 pub use evaluate::{evaluate, Estimate, Evaluation};

@@ -28,7 +28,7 @@ use crate::{
     maml_family::{check_checkpointing, delegate_meta_learner, FamilySettings, LrRule, MamlFamily},
     outer::check_lr,
 };
-use metl_models::{Model, Params, TaskLoss};
+use metl_models::{Loss, Model, Params};
 use serde::{Deserialize, Serialize};
 use tch::nn;
 
@@ -112,7 +112,7 @@ impl<M: Model> Maml<M> {
         model: M,
         params: Params,
         vs: &nn::VarStore,
-        loss: TaskLoss,
+        loss: impl Loss + 'static,
         config: MamlConfig,
     ) -> Result<Self> {
         config.validate()?;

@@ -44,167 +44,25 @@
 //! carry state from step to step); first-order iterations do not use it.
 
 mod checkpointed;
+mod delegate;
+mod learner;
+mod settings;
+
+pub(crate) use delegate::delegate_meta_learner;
+pub use learner::Learner;
+pub use settings::{AdaptedParams, FamilySettings, LrRule, MultiStepLoss, OuterOptimizer};
 
 use crate::{
     error::{MetaError, Result},
     inner::{InnerLoop, InnerLr, InnerOptimizer, SupportBatches},
     learner::{QueryOutcome, StepReport},
-    outer::{LrSchedule, OuterLoop},
+    outer::OuterLoop,
+    validate::validate_batch,
 };
 use metl_data::TaskBatch;
-use metl_models::{optim::zero_grads, Model, Params, TaskLoss};
-use serde::{Deserialize, Serialize};
+use metl_models::{optim::zero_grads, Loss, Model, Params};
+use std::sync::Arc;
 use tch::{Kind, Tensor};
-
-/// Which meta-parameters the inner loop adapts; the others are shared by all tasks as they
-/// are.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AdaptedParams {
-    /// Every parameter (MAML, Meta-SGD).
-    #[default]
-    All,
-    /// Parameters whose name starts with one of these prefixes followed by `.`, or equals
-    /// one (ANIL: the head).
-    Prefixes(Vec<String>),
-    /// Every parameter whose name contains none of these substrings (MAML++: all but the
-    /// batch-norm weights).
-    AllExcept(Vec<String>),
-}
-
-impl AdaptedParams {
-    /// Whether parameter `name` is adapted.
-    pub fn adapts(&self, name: &str) -> bool {
-        match self {
-            AdaptedParams::All => true,
-            AdaptedParams::Prefixes(prefixes) => prefixes
-                .iter()
-                .any(|p| name == p || name.strip_prefix(p.as_str()).is_some_and(|r| r.starts_with('.'))),
-            AdaptedParams::AllExcept(parts) => !parts.iter().any(|p| name.contains(p.as_str())),
-        }
-    }
-}
-
-/// The inner learning rate: fixed, or learned by the outer loop.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum LrRule {
-    /// One fixed scalar α.
-    Fixed(f64),
-    /// Learned, one rate per weight, initialised uniformly in `[low, high]` (Meta-SGD).
-    PerParameter {
-        /// Lower end of the initial range.
-        low: f64,
-        /// Upper end of the initial range.
-        high: f64,
-    },
-    /// One rate per parameter tensor and step, initialised to `init` (MAML++ LSLR);
-    /// learned unless `learned` is false.
-    PerStep {
-        /// The initial rate.
-        init: f64,
-        /// Whether the outer loop learns the rates.
-        learned: bool,
-    },
-}
-
-/// MAML++'s multi-step loss: query losses after every inner step, weighted, with the
-/// weights annealed towards the last step over the first `epochs` epochs.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MultiStepLoss {
-    /// Epochs during which the multi-step loss is used (afterwards only the last step).
-    pub epochs: u64,
-    /// Meta-iterations per epoch.
-    pub iterations_per_epoch: u64,
-}
-
-impl MultiStepLoss {
-    /// The step weights at meta-iteration `t` (1-based) for `k` inner steps, or `None` once
-    /// the annealing is over. As in Antoniou et al.'s code: all start at `1/k`; each
-    /// non-final weight decays by `e / (k · epochs)` at epoch `e`, down to `0.03 / k`; the final
-    /// weight grows by `(k − 1)` times that, up to `1 − (k − 1) · 0.03 / k`.
-    pub fn weights(&self, t: u64, k: usize) -> Option<Vec<f64>> {
-        let epoch = t.saturating_sub(1) / self.iterations_per_epoch;
-        if epoch >= self.epochs {
-            return None;
-        }
-        let kf = k as f64;
-        let decay = epoch as f64 / kf / self.epochs as f64;
-        let floor = 0.03 / kf;
-        let mut w = vec![(1.0 / kf - decay).max(floor); k];
-        w[k - 1] = (1.0 / kf + decay * (kf - 1.0)).min(1.0 - (kf - 1.0) * floor);
-        Some(w)
-    }
-}
-
-/// Everything that distinguishes the members of the MAML family (see the module docs).
-#[derive(Debug, Clone, PartialEq)]
-pub struct FamilySettings {
-    /// Inner steps during meta-training.
-    pub inner_steps: usize,
-    /// The inner learning rate.
-    pub lr: LrRule,
-    /// The inner update direction (SGD for all but Reptile, which may use Adam).
-    pub inner_optimizer: InnerOptimizer,
-    /// Support examples per inner step (`None`: the whole support set).
-    pub inner_batch: Option<usize>,
-    /// Which parameters adapt.
-    pub adapted: AdaptedParams,
-    /// Meta-iterations (from the first) that use first-order meta-gradients: 0 = always
-    /// second order, `u64::MAX` = always first order.
-    pub first_order_iterations: u64,
-    /// MAML++'s multi-step loss, if used.
-    pub multi_step_loss: Option<MultiStepLoss>,
-    /// Call [`Model::forward_at_step`] with the inner step (per-step batch-norm statistics).
-    pub per_step_forward: bool,
-    /// Adapt all tasks at once (default) or one after another.
-    pub task_batched: bool,
-    /// Second-order meta-gradients by gradient checkpointing of the inner loop: the same
-    /// meta-gradient with memory that no longer grows with the inner steps (see the
-    /// [module documentation](self)). Needs plain SGD inside.
-    pub checkpointing: bool,
-    /// With `task_batched`: tasks per pass (0: the whole meta-batch in one pass). Each pass
-    /// is back-propagated before the next, so peak memory follows the pass, not the
-    /// meta-batch; the meta-gradient is the same (the meta-loss is a mean over tasks).
-    pub tasks_per_pass: usize,
-    /// The outer optimizer.
-    pub outer_optimizer: OuterOptimizer,
-    /// Outer learning rate.
-    pub outer_lr: f64,
-    /// Its schedule.
-    pub schedule: LrSchedule,
-}
-
-impl FamilySettings {
-    /// The settings shared by most members: whole support sets, SGD inside, Adam outside
-    /// at a constant rate, no multi-step loss, no per-step forward, task-batched.
-    pub fn basic(inner_steps: usize, lr: LrRule, first_order: bool, outer_lr: f64) -> Self {
-        Self {
-            inner_steps,
-            lr,
-            inner_optimizer: InnerOptimizer::Sgd,
-            inner_batch: None,
-            adapted: AdaptedParams::All,
-            first_order_iterations: if first_order { u64::MAX } else { 0 },
-            multi_step_loss: None,
-            per_step_forward: false,
-            task_batched: true,
-            checkpointing: false,
-            tasks_per_pass: 0,
-            outer_optimizer: OuterOptimizer::Adam,
-            outer_lr,
-            schedule: LrSchedule::Constant,
-        }
-    }
-}
-
-/// The optimizer of the outer loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OuterOptimizer {
-    /// Adam with PyTorch's defaults (every member but Reptile).
-    Adam,
-    /// Plain SGD (Reptile's interpolation `θ ← θ − ε (θ − φ̄)`).
-    Sgd,
-}
 
 /// How tasks are laid out for a forward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,6 +103,15 @@ fn finite_meta_loss(value: f64, t: u64) -> Result<f64> {
     }
 }
 
+/// What [`MamlFamily::meta_backward`] reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetaLossReport {
+    /// The meta-loss (mean over tasks).
+    pub loss: f64,
+    /// The mean query accuracy, for classification losses.
+    pub accuracy: Option<f64>,
+}
+
 /// The shared engine of the MAML family; see the module documentation.
 pub struct MamlFamily<M: Model> {
     model: M,
@@ -252,7 +119,7 @@ pub struct MamlFamily<M: Model> {
     adapted: Params,
     frozen: Params,
     learned_lrs: Option<Params>,
-    loss: TaskLoss,
+    loss: Arc<dyn Loss>,
     settings: FamilySettings,
     outer: OuterLoop,
 }
@@ -268,8 +135,16 @@ impl<M: Model> std::fmt::Debug for MamlFamily<M> {
 }
 
 impl<M: Model> MamlFamily<M> {
-    /// The engine over `model` with meta-parameters `params` (leaf tensors).
-    pub fn new(model: M, params: Params, loss: TaskLoss, settings: FamilySettings) -> Result<Self> {
+    /// The engine over `model` with meta-parameters `params` (leaf tensors) and any
+    /// [`Loss`]: a built-in [`metl_models::TaskLoss`], a closure
+    /// `|prediction, target| -> Tensor`, or a type of your own.
+    pub fn new(
+        model: M,
+        params: Params,
+        loss: impl Loss + 'static,
+        settings: FamilySettings,
+    ) -> Result<Self> {
+        let loss: Arc<dyn Loss> = Arc::new(loss);
         if settings.checkpointing && settings.inner_optimizer != InnerOptimizer::Sgd {
             return Err(MetaError::invalid(
                 "checkpointing",
@@ -329,6 +204,11 @@ impl<M: Model> MamlFamily<M> {
     /// The learned inner learning rates (named like the adapted parameters), if any.
     pub fn learned_lrs(&self) -> Option<&Params> {
         self.learned_lrs.as_ref()
+    }
+
+    /// The weights the inner loop does not adapt (ANIL's body, MAML++'s batch norm).
+    pub fn frozen(&self) -> &Params {
+        &self.frozen
     }
 
     /// The settings.
@@ -550,6 +430,7 @@ impl<M: Model> MamlFamily<M> {
     /// with respect to θ and the learned rates (named as in
     /// [`MamlFamily::meta_parameters`]), and the meta-loss; changes nothing but `.grad`.
     pub fn meta_gradient(&self, batch: &TaskBatch) -> Result<(f64, Params)> {
+        self.check_batch(batch)?;
         let (loss, _) = self.accumulate_meta_gradient(batch, self.outer.steps() + 1)?;
         let params = self.outer.params();
         let grads = params.map(|_, p| {
@@ -564,8 +445,42 @@ impl<M: Model> MamlFamily<M> {
         Ok((loss, grads))
     }
 
+    /// Checks `batch` against the loss's targets and the parameters' device
+    /// ([`crate::validate`]).
+    pub fn check_batch(&self, batch: &TaskBatch) -> Result<()> {
+        validate_batch(batch, self.loss.targets(), Some(&self.params))
+    }
+
+    /// Back-propagates the meta-loss of `batch` into the `.grad` of θ and of the learned
+    /// inner rates (zeroed first), for **your own outer optimizer**: call its `step()`
+    /// next (a `tch::nn::Optimizer` over the `VarStore` that holds θ). The meta-iteration
+    /// is the next one of the built-in outer loop (it matters for MAML++'s schedules);
+    /// nothing else changes. Returns the meta-loss and the mean query accuracy.
+    ///
+    /// ```
+    /// use metl_data::sinusoid::{SinusoidConfig, SinusoidTasks};
+    /// use metl_meta::maml::{Maml, MamlConfig};
+    /// use metl_models::{mlp::MlpConfig, TaskLoss};
+    /// use tch::{nn, nn::OptimizerConfig, Device};
+    ///
+    /// let vs = nn::VarStore::new(Device::Cpu);
+    /// let (mlp, theta) = MlpConfig::new([1, 40, 40, 1]).init(&vs.root()).unwrap();
+    /// let maml = Maml::new(mlp, theta, &vs, TaskLoss::Mse, MamlConfig::default()).unwrap();
+    /// let mut opt = nn::Sgd::default().build(&vs, 1e-3).unwrap(); // yours
+    /// let mut tasks = SinusoidTasks::new(SinusoidConfig::default(), 0);
+    /// let report = maml.meta_backward(&tasks.sample_batch(25, 10, 10, Device::Cpu).unwrap()).unwrap();
+    /// opt.step();
+    /// assert!(report.loss.is_finite());
+    /// ```
+    pub fn meta_backward(&self, batch: &TaskBatch) -> Result<MetaLossReport> {
+        self.check_batch(batch)?;
+        let (loss, accuracy) = self.accumulate_meta_gradient(batch, self.outer.steps() + 1)?;
+        Ok(MetaLossReport { loss, accuracy })
+    }
+
     /// One outer update; see [`crate::MetaLearner::meta_train_step`].
     pub fn meta_train_step(&mut self, batch: &TaskBatch) -> Result<StepReport> {
+        self.check_batch(batch)?;
         let t = self.outer.steps() + 1;
         let (loss, accuracy) = self.accumulate_meta_gradient(batch, t)?;
         let outer_lr = self.outer.step()?;
@@ -606,6 +521,7 @@ impl<M: Model> MamlFamily<M> {
 
     /// See [`crate::MetaLearner::adapt_and_evaluate`].
     pub fn adapt_and_evaluate(&self, batch: &TaskBatch, steps: usize) -> Result<QueryOutcome> {
+        self.check_batch(batch)?;
         let parts = self.per_layout(batch, |b, layout| {
             let (fast, frozen) = self.adapt_detached(b, steps, layout)?;
             tch::no_grad(|| self.outcome(&fast, &frozen, b, steps.saturating_sub(1), layout))
@@ -618,6 +534,7 @@ impl<M: Model> MamlFamily<M> {
 
     /// See [`crate::MetaLearner::adapt_and_predict`].
     pub fn adapt_and_predict(&self, batch: &TaskBatch, steps: usize) -> Result<Tensor> {
+        self.check_batch(batch)?;
         let parts = self.per_layout(batch, |b, layout| {
             let (fast, frozen) = self.adapt_detached(b, steps, layout)?;
             tch::no_grad(|| self.forward(&fast, &frozen, &b.query_x, steps.saturating_sub(1), layout))
@@ -638,101 +555,5 @@ impl<M: Model> MamlFamily<M> {
     /// Restores a checkpoint state.
     pub fn load_state(&mut self, state: &Params) -> Result<()> {
         self.outer.load_state_with_buffers(state, &self.model)
-    }
-}
-
-/// Implements [`crate::MetaLearner`] for a newtype around [`MamlFamily`] in field `family`.
-macro_rules! delegate_meta_learner {
-    ($learner:ident) => {
-        $crate::maml_family::delegate_meta_learner!($learner, |learner, batch| learner
-            .family
-            .meta_train_step(batch));
-    };
-    ($learner:ident, |$this:ident, $batch:ident| $train_step:expr) => {
-        impl<M: metl_models::Model> $crate::MetaLearner for $learner<M> {
-            fn meta_train_step(
-                &mut self,
-                batch: &metl_data::TaskBatch,
-            ) -> $crate::error::Result<$crate::StepReport> {
-                let ($this, $batch) = (self, batch);
-                $train_step
-            }
-
-            fn adapt_and_evaluate(
-                &self,
-                batch: &metl_data::TaskBatch,
-                steps: usize,
-            ) -> $crate::error::Result<$crate::QueryOutcome> {
-                self.family.adapt_and_evaluate(batch, steps)
-            }
-
-            fn adapt_and_predict(
-                &self,
-                batch: &metl_data::TaskBatch,
-                steps: usize,
-            ) -> $crate::error::Result<tch::Tensor> {
-                self.family.adapt_and_predict(batch, steps)
-            }
-
-            fn steps_taken(&self) -> u64 {
-                self.family.outer().steps()
-            }
-
-            fn meta_parameters(&self) -> metl_models::Params {
-                self.family.meta_parameters()
-            }
-
-            fn state(&self) -> metl_models::Params {
-                self.family.state()
-            }
-
-            fn load_state(&mut self, state: &metl_models::Params) -> $crate::error::Result<()> {
-                self.family.load_state(state)
-            }
-
-            fn outer_lr(&self) -> f64 {
-                self.family.outer().lr()
-            }
-        }
-
-        impl<M: metl_models::Model> std::ops::Deref for $learner<M> {
-            type Target = $crate::maml_family::MamlFamily<M>;
-
-            /// The shared MAML-family engine (parameters, settings, meta-loss).
-            fn deref(&self) -> &Self::Target {
-                &self.family
-            }
-        }
-    };
-}
-pub(crate) use delegate_meta_learner;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn multi_step_weights_follow_antoniou_et_al() {
-        let m = MultiStepLoss { epochs: 10, iterations_per_epoch: 500 };
-        // Epoch 0: uniform.
-        assert_eq!(m.weights(1, 5).unwrap(), vec![0.2; 5]);
-        // Epoch 5: non-final 0.2 − 5/(5·10) = 0.1, final 0.2 + 4 · 0.1 = 0.6.
-        let w = m.weights(5 * 500 + 1, 5).unwrap();
-        for (a, b) in w.iter().zip([0.1, 0.1, 0.1, 0.1, 0.6]) {
-            assert!((a - b).abs() < 1e-12, "{w:?}");
-        }
-        // Epoch 9: non-final 0.2 − 9/50 = 0.02 (above the floor 0.006), final 0.92.
-        let w = m.weights(9 * 500 + 1, 5).unwrap();
-        assert!((w[0] - 0.02).abs() < 1e-12 && (w[4] - 0.92).abs() < 1e-12, "{w:?}");
-        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        assert!(m.weights(10 * 500 + 1, 5).is_none());
-    }
-
-    #[test]
-    fn adapted_params_select_by_name() {
-        let head = AdaptedParams::Prefixes(vec!["head".into()]);
-        assert!(head.adapts("head.weight") && head.adapts("head") && !head.adapts("header.weight"));
-        let no_bn = AdaptedParams::AllExcept(vec!["norm".into()]);
-        assert!(no_bn.adapts("blocks.0.conv.weight") && !no_bn.adapts("blocks.0.norm.weight"));
     }
 }

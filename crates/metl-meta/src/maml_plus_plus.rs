@@ -25,7 +25,7 @@ use crate::{
     maml_family::{delegate_meta_learner, AdaptedParams, FamilySettings, LrRule, MamlFamily, MultiStepLoss},
     outer::{check_lr, LrSchedule},
 };
-use metl_models::{Model, Params, TaskLoss};
+use metl_models::{Loss, Model, Params};
 use serde::{Deserialize, Serialize};
 
 /// Hyper-parameters of [`MamlPlusPlus`]; the defaults are Antoniou et al.'s Omniglot ones.
@@ -152,7 +152,12 @@ pub struct MamlPlusPlus<M: Model> {
 
 impl<M: Model> MamlPlusPlus<M> {
     /// MAML++ over `model` with meta-parameters `params` (leaf tensors).
-    pub fn new(model: M, params: Params, loss: TaskLoss, config: MamlPlusPlusConfig) -> Result<Self> {
+    pub fn new(
+        model: M,
+        params: Params,
+        loss: impl Loss + 'static,
+        config: MamlPlusPlusConfig,
+    ) -> Result<Self> {
         config.validate()?;
         Ok(Self { family: MamlFamily::new(model, params, loss, config.settings())?, config })
     }

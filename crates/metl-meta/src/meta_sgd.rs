@@ -17,7 +17,7 @@ use crate::{
     maml_family::{check_checkpointing, delegate_meta_learner, FamilySettings, LrRule, MamlFamily},
     outer::check_lr,
 };
-use metl_models::{Model, Params, TaskLoss};
+use metl_models::{Loss, Model, Params};
 use serde::{Deserialize, Serialize};
 
 /// Hyper-parameters of [`MetaSgd`]; the defaults are Li et al.'s.
@@ -89,7 +89,7 @@ pub struct MetaSgd<M: Model> {
 impl<M: Model> MetaSgd<M> {
     /// Meta-SGD over `model` with meta-parameters `params` (leaf tensors); the rates α are
     /// created on their device and kind, initialised from torch's global generator.
-    pub fn new(model: M, params: Params, loss: TaskLoss, config: MetaSgdConfig) -> Result<Self> {
+    pub fn new(model: M, params: Params, loss: impl Loss + 'static, config: MetaSgdConfig) -> Result<Self> {
         config.validate()?;
         let [low, high] = config.init_lr;
         let lr = LrRule::PerParameter { low, high };

@@ -27,7 +27,7 @@ use crate::{
     outer::{check_lr, LrSchedule},
 };
 use metl_data::TaskBatch;
-use metl_models::{Model, Params, TaskLoss};
+use metl_models::{Loss, Model, Params};
 use serde::{Deserialize, Serialize};
 use tch::Kind;
 
@@ -106,7 +106,7 @@ pub struct Reptile<M: Model> {
 
 impl<M: Model> Reptile<M> {
     /// Reptile over `model` with meta-parameters `params` (leaf tensors).
-    pub fn new(model: M, params: Params, loss: TaskLoss, config: ReptileConfig) -> Result<Self> {
+    pub fn new(model: M, params: Params, loss: impl Loss + 'static, config: ReptileConfig) -> Result<Self> {
         config.validate()?;
         Ok(Self { family: MamlFamily::new(model, params, loss, config.settings())?, config })
     }
@@ -118,6 +118,7 @@ impl<M: Model> Reptile<M> {
 
     /// Adapts every task, then moves θ towards the mean adapted weights.
     fn reptile_step(&mut self, batch: &TaskBatch) -> Result<StepReport> {
+        self.family.check_batch(batch)?;
         let family = &self.family;
         let t = family.outer().steps() + 1;
         let k = self.config.inner_steps;

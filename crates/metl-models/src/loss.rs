@@ -52,6 +52,17 @@ impl TaskLoss {
     }
 }
 
+/// What a loss's targets must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Targets {
+    /// Class indices: `Int64`, non-negative.
+    Classes,
+    /// Real values of a floating-point kind.
+    Values,
+    /// Whatever the loss takes.
+    Any,
+}
+
 /// A task loss as the meta-learners and multi-task code use it: the built-in [`TaskLoss`]es,
 /// any closure `Fn(&Tensor, &Tensor) -> Tensor` giving the mean loss of a batch, or a type
 /// of your own.
@@ -76,6 +87,12 @@ impl TaskLoss {
 /// assert_eq!(Vec::<f32>::try_from(mse).unwrap(), [2.5, 17.0]);
 /// ```
 pub trait Loss: Send + Sync {
+    /// What the targets must be (checked before a batch is used); the default takes
+    /// anything with the right leading dimensions.
+    fn targets(&self) -> Targets {
+        Targets::Any
+    }
+
     /// The mean loss of a batch: `prediction` `[B, ...]` against `target` `[B, ...]`; a
     /// differentiable scalar.
     fn loss(&self, prediction: &Tensor, target: &Tensor) -> Tensor;
@@ -98,6 +115,13 @@ pub trait Loss: Send + Sync {
 }
 
 impl Loss for TaskLoss {
+    fn targets(&self) -> Targets {
+        match self {
+            TaskLoss::Mse => Targets::Values,
+            TaskLoss::CrossEntropy => Targets::Classes,
+        }
+    }
+
     fn loss(&self, prediction: &Tensor, target: &Tensor) -> Tensor {
         TaskLoss::loss(*self, prediction, target)
     }
@@ -143,6 +167,10 @@ impl<F> Loss for Classification<F>
 where
     F: Fn(&Tensor, &Tensor) -> Tensor + Send + Sync,
 {
+    fn targets(&self) -> Targets {
+        Targets::Classes
+    }
+
     fn loss(&self, prediction: &Tensor, target: &Tensor) -> Tensor {
         (self.0)(prediction, target)
     }

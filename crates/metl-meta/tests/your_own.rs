@@ -1,0 +1,159 @@
+//! The MAML family with the user's own pieces: the learn2learn-style `learner()` /
+//! `adapt` API, a closure loss, the user's `tch::nn::Optimizer` through `meta_backward`, a
+//! `MamlFamily` built from settings used as a `MetaLearner`, and typed errors for bad
+//! batches — all against the built-in paths, in float64.
+
+use metl_data::{
+    sinusoid::{SinusoidConfig, SinusoidTasks},
+    TaskBatch,
+};
+use metl_meta::{
+    evaluate,
+    maml::{Maml, MamlConfig},
+    maml_family::{FamilySettings, LrRule, MamlFamily, OuterOptimizer},
+    MetaError, MetaLearner,
+};
+use metl_models::{mlp::Mlp, mlp::MlpConfig, Params, TaskLoss};
+use tch::{
+    nn::{self, OptimizerConfig},
+    Device, Kind, Reduction, Tensor,
+};
+
+fn double(batch: TaskBatch) -> TaskBatch {
+    let d = |t: &Tensor| t.to_kind(Kind::Double);
+    TaskBatch {
+        support_x: d(&batch.support_x),
+        support_y: d(&batch.support_y),
+        query_x: d(&batch.query_x),
+        query_y: d(&batch.query_y),
+    }
+}
+
+fn sinusoids(tasks: usize, seed: u64) -> TaskBatch {
+    double(
+        SinusoidTasks::new(SinusoidConfig::default(), seed).sample_batch(tasks, 10, 10, Device::Cpu).unwrap(),
+    )
+}
+
+/// Tests seed libtorch's global generator: one at a time, or parallel test threads would
+/// draw each other's numbers.
+static SEED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A float64 MLP 1-40-40-1 under a fixed seed.
+fn mlp(seed: i64) -> (nn::VarStore, Mlp, Params) {
+    let _lock = SEED.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(seed);
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    vs.set_kind(Kind::Double);
+    let (mlp, theta) = MlpConfig::new([1, 40, 40, 1]).init(&vs.root()).unwrap();
+    (vs, mlp, theta)
+}
+
+fn max_diff(a: &Params, b: &Params) -> f64 {
+    a.tensors()
+        .iter()
+        .zip(b.tensors())
+        .map(|(x, y)| (x - y).abs().max().double_value(&[]))
+        .fold(0.0, f64::max)
+}
+
+fn grads_of(params: &Params) -> Params {
+    params.map(|_, p| p.grad().detach().copy())
+}
+
+#[test]
+fn manual_adapt_steps_give_the_meta_gradient() {
+    for first_order in [false, true] {
+        let (vs, model, theta) = mlp(0);
+        let config = MamlConfig { inner_steps: 3, first_order, inner_lr: 0.05, ..MamlConfig::default() };
+        let maml = Maml::new(model, theta.shallow_clone(), &vs, TaskLoss::Mse, config).unwrap();
+        let batch = sinusoids(4, 1);
+        let (_, expected) = maml.meta_gradient(&batch).unwrap();
+
+        metl_models::optim::zero_grads(&theta);
+        for i in 0..4 {
+            let mut learner = maml.learner();
+            for _ in 0..3 {
+                let support = learner.forward(&batch.support_x.get(i), true).unwrap();
+                learner.adapt(&support.mse_loss(&batch.support_y.get(i), Reduction::Mean)).unwrap();
+            }
+            assert_eq!(learner.steps(), 3);
+            let query = learner.forward(&batch.query_x.get(i), true).unwrap();
+            (query.mse_loss(&batch.query_y.get(i), Reduction::Mean) / 4.0).backward();
+        }
+        let manual = grads_of(&theta);
+        let diff = max_diff(&manual, &expected);
+        assert!(diff < 1e-10, "first_order {first_order}: {diff:e}");
+        assert!(expected.flatten().abs().sum(Kind::Double).double_value(&[]) > 0.0);
+    }
+}
+
+#[test]
+fn a_closure_loss_gives_the_built_in_meta_gradient() {
+    let batch = sinusoids(5, 2);
+    let (vs, model, theta) = mlp(1);
+    let built_in = Maml::new(model, theta, &vs, TaskLoss::Mse, MamlConfig::default()).unwrap();
+    let (loss_a, grad_a) = built_in.meta_gradient(&batch).unwrap();
+    let (vs, model, theta) = mlp(1);
+    let mse = |p: &Tensor, y: &Tensor| p.mse_loss(y, Reduction::Mean);
+    let closure = Maml::new(model, theta, &vs, mse, MamlConfig::default()).unwrap();
+    let (loss_b, grad_b) = closure.meta_gradient(&batch).unwrap();
+    assert!((loss_a - loss_b).abs() < 1e-12, "{loss_a} vs {loss_b}");
+    assert!(max_diff(&grad_a, &grad_b) < 1e-10);
+}
+
+#[test]
+fn meta_backward_with_a_tch_optimizer_equals_the_built_in_outer_step() {
+    let batch = sinusoids(5, 3);
+    let settings = |outer_optimizer| FamilySettings {
+        outer_optimizer,
+        ..FamilySettings::basic(1, LrRule::Fixed(0.01), false, 0.1)
+    };
+    // The built-in outer loop with plain SGD at 0.1 ...
+    let (_vs, model, theta) = mlp(2);
+    let mut built_in =
+        MamlFamily::new(model, theta.shallow_clone(), TaskLoss::Mse, settings(OuterOptimizer::Sgd)).unwrap();
+    built_in.meta_train_step(&batch).unwrap();
+    // ... and the user's tch SGD at 0.1 after meta_backward.
+    let (vs, model, theta_user) = mlp(2);
+    let family =
+        MamlFamily::new(model, theta_user.shallow_clone(), TaskLoss::Mse, settings(OuterOptimizer::Adam))
+            .unwrap();
+    let mut opt = nn::Sgd::default().build(&vs, 0.1).unwrap();
+    opt.zero_grad();
+    let report = family.meta_backward(&batch).unwrap();
+    assert!(report.loss.is_finite() && report.accuracy.is_none());
+    opt.step();
+    let diff = max_diff(&theta, &theta_user);
+    assert!(diff < 1e-12, "{diff:e}");
+    // The family is a MetaLearner of its own: evaluate takes it.
+    let e = evaluate(&built_in, [sinusoids(3, 4)], &[0, 1]).unwrap();
+    assert_eq!(e[1].loss.n, 3);
+    assert_eq!(built_in.steps_taken(), 1);
+}
+
+#[test]
+fn bad_batches_are_typed_errors_not_panics() {
+    let (vs, model, theta) = mlp(3);
+    let mut maml = Maml::new(model, theta, &vs, TaskLoss::Mse, MamlConfig::default()).unwrap();
+    let good = sinusoids(2, 5);
+    let cases = [
+        ("query_y has shape", TaskBatch { query_y: good.query_y.narrow(1, 0, 9), ..sinusoids(2, 5) }),
+        ("but query_x has 1", TaskBatch { query_x: good.query_x.narrow(0, 0, 1), ..sinusoids(2, 5) }),
+        (
+            "regression targets",
+            TaskBatch { support_y: good.support_y.to_kind(Kind::Int64), ..sinusoids(2, 5) },
+        ),
+        (
+            "support_x is Float but the parameters are Double",
+            TaskBatch { support_x: good.support_x.to_kind(Kind::Float), ..sinusoids(2, 5) },
+        ),
+    ];
+    for (expected, batch) in cases {
+        let err = maml.meta_train_step(&batch).unwrap_err();
+        assert!(matches!(err, MetaError::InvalidBatch(_)), "{err}");
+        assert!(err.to_string().contains(expected), "{expected}: {err}");
+        assert!(maml.adapt_and_evaluate(&batch, 1).is_err());
+    }
+    assert_eq!(maml.steps_taken(), 0);
+}

@@ -50,24 +50,67 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod anil;
-pub mod baseline;
 pub mod error;
+#[macro_use]
+pub mod registry;
 pub mod evaluate;
 pub mod inner;
 pub mod learner;
-pub mod maml;
 pub mod maml_family;
-pub mod maml_plus_plus;
-pub mod matching;
-pub mod meta_sgd;
 pub mod metric;
 pub mod outer;
-pub mod protonet;
-pub mod registry;
-pub mod reptile;
 pub mod validate;
 
 pub use error::MetaError;
 pub use evaluate::{evaluate, Estimate, Evaluation};
 pub use learner::{MetaLearner, QueryOutcome, StepReport};
+
+// The algorithms: one row each (see `registry`).
+algorithm_table! {
+    mod maml; "maml" => Maml(maml::MamlConfig), Gradient, |c| c.inner_steps,
+        |c, p| maml::Maml::new(p.model, p.params, p.vs, p.loss, *c)?,
+        "second-order MAML: differentiate through k SGD steps on the support set",
+        "Finn, Abbeel & Levine 2017, Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks";
+    "fomaml" => Fomaml(maml::MamlConfig), Gradient, |c| c.inner_steps,
+        |c, p| maml::Maml::new(p.model, p.params, p.vs, p.loss, maml::MamlConfig { first_order: true, ..*c })?,
+        "first-order MAML: the query gradient at the adapted weights",
+        "Finn, Abbeel & Levine 2017, Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks";
+    mod meta_sgd; "meta_sgd" => MetaSgd(meta_sgd::MetaSgdConfig), Gradient, |c| c.inner_steps,
+        |c, p| meta_sgd::MetaSgd::new(p.model, p.params, p.loss, *c)?,
+        "MAML with a learned inner learning rate per weight",
+        "Li, Zhou, Chen & Li 2017, Meta-SGD: Learning to Learn Quickly for Few-Shot Learning";
+    mod anil; "anil" => Anil(anil::AnilConfig), Gradient, |c| c.inner_steps,
+        |c, p| anil::Anil::new(p.model, p.params, p.loss, c.clone())?,
+        "MAML with the inner loop on the head only",
+        "Raghu, Raghu, Bengio & Vinyals 2020, Rapid Learning or Feature Reuse?";
+    mod maml_plus_plus; "maml_plus_plus" => MamlPlusPlus(maml_plus_plus::MamlPlusPlusConfig), Gradient, |c| c.inner_steps,
+        |c, p| maml_plus_plus::MamlPlusPlus::new(p.model, p.params, p.loss, c.clone())?,
+        "MAML with multi-step loss, per-layer per-step rates, per-step batch norm, derivative-order and cosine annealing",
+        "Antoniou, Edwards & Storkey 2019, How to train your MAML";
+    mod reptile; "reptile" => Reptile(reptile::ReptileConfig), Gradient, |c| c.inner_steps,
+        |c, p| reptile::Reptile::new(p.model, p.params, p.loss, *c)?,
+        "move the initialisation towards the weights adapted to each task",
+        "Nichol, Achiam & Schulman 2018, On First-Order Meta-Learning Algorithms";
+    mod protonet; "protonet" => Protonet(protonet::ProtoNetConfig), Metric, |_c| 0,
+        |c, p| protonet::ProtoNet::new(p.model, p.params, *c)?,
+        "classify by distance to class-mean embeddings (Euclidean or cosine)",
+        "Snell, Swersky & Zemel 2017, Prototypical Networks for Few-shot Learning";
+    mod matching; "matching" => Matching(matching::MatchingNetConfig), Metric, |_c| 0,
+        |c, p| matching::MatchingNet::new(p.model, p.params, *c)?,
+        "attention over the support embeddings by cosine similarity",
+        "Vinyals, Blundell, Lillicrap, Kavukcuoglu & Wierstra 2016, Matching Networks for One Shot Learning";
+    mod baseline; "baseline" => Baseline(baseline::BaselineConfig), Pretraining, |_c| 100,
+        |c, p| baseline::Baseline::new(p.model, p.params, p.features, p.train_classes, *c)?,
+        "pre-train a classifier on all training classes, fit a new linear head per episode",
+        "Chen, Liu, Kira, Wang & Huang 2019, A Closer Look at Few-shot Classification";
+    "baseline_plus_plus" => BaselinePlusPlus(baseline::BaselineConfig), Pretraining, |_c| 100,
+        |c, p| baseline::Baseline::new(p.model, p.params, p.features, p.train_classes, baseline::BaselineConfig {
+            head: match c.head {
+                baseline::BaselineHead::Cosine { scale } => baseline::BaselineHead::Cosine { scale },
+                baseline::BaselineHead::Linear => baseline::BaselineHead::Cosine { scale: None },
+            },
+            ..*c
+        })?,
+        "Baseline with a cosine-similarity head (its `head` setting may only set the scale)",
+        "Chen, Liu, Kira, Wang & Huang 2019, A Closer Look at Few-shot Classification";
+}

@@ -1,4 +1,16 @@
-//! The algorithms of this crate by name, for command lines and listings (`metl list`).
+//! The algorithms of this crate by name — for config files (`[meta.<name>]`), command
+//! lines and listings (`metl list`) — from one table.
+//!
+//! **Adding an algorithm** is its own file plus one row of the table in `lib.rs`: the row
+//! declares the module and gives the name configs use (written only there), the configuration type, the kind of learner
+//! ([`Kind`]: what the caller hands it), the adaptation steps evaluated by default, how the
+//! learner is built from [`Parts`], a summary and the paper. The serde enum
+//! [`AlgorithmConfig`] (what `[meta.<name>]` parses into), [`ALGORITHMS`],
+//! [`AlgorithmConfig::build`] and `metl list` all come from it; the `metl` runner builds
+//! every learner through it.
+
+use metl_models::{Params, TaskLoss};
+use tch::nn;
 
 /// One meta-learning algorithm: the name configs use, what it is, and its paper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,74 +21,132 @@ pub struct AlgorithmInfo {
     pub summary: &'static str,
     /// Authors, year, title.
     pub paper: &'static str,
-    /// The module implementing it.
-    pub module: &'static str,
+    /// What kind of learner it is.
+    pub kind: Kind,
 }
 
-/// Every algorithm of metl-meta.
-pub const ALGORITHMS: &[AlgorithmInfo] = &[
-    AlgorithmInfo {
-        name: "maml",
-        summary: "second-order MAML: differentiate through k SGD steps on the support set",
-        paper: "Finn, Abbeel & Levine 2017, Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks",
-        module: "maml",
-    },
-    AlgorithmInfo {
-        name: "fomaml",
-        summary: "first-order MAML: the query gradient at the adapted weights",
-        paper: "Finn, Abbeel & Levine 2017, Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks",
-        module: "maml",
-    },
-    AlgorithmInfo {
-        name: "meta_sgd",
-        summary: "MAML with a learned inner learning rate per weight",
-        paper: "Li, Zhou, Chen & Li 2017, Meta-SGD: Learning to Learn Quickly for Few-Shot Learning",
-        module: "meta_sgd",
-    },
-    AlgorithmInfo {
-        name: "anil",
-        summary: "MAML with the inner loop on the head only",
-        paper: "Raghu, Raghu, Bengio & Vinyals 2020, Rapid Learning or Feature Reuse?",
-        module: "anil",
-    },
-    AlgorithmInfo {
-        name: "maml_plus_plus",
-        summary: "MAML with multi-step loss, per-layer per-step rates, per-step batch norm, \
-                  derivative-order and cosine annealing",
-        paper: "Antoniou, Edwards & Storkey 2019, How to train your MAML",
-        module: "maml_plus_plus",
-    },
-    AlgorithmInfo {
-        name: "reptile",
-        summary: "move the initialisation towards the weights adapted to each task",
-        paper: "Nichol, Achiam & Schulman 2018, On First-Order Meta-Learning Algorithms",
-        module: "reptile",
-    },
-    AlgorithmInfo {
-        name: "protonet",
-        summary: "classify by distance to class-mean embeddings (Euclidean or cosine)",
-        paper: "Snell, Swersky & Zemel 2017, Prototypical Networks for Few-shot Learning",
-        module: "protonet",
-    },
-    AlgorithmInfo {
-        name: "matching",
-        summary: "attention over the support embeddings by cosine similarity",
-        paper: "Vinyals, Blundell, Lillicrap, Kavukcuoglu & Wierstra 2016, Matching Networks for One Shot Learning",
-        module: "matching",
-    },
-    AlgorithmInfo {
-        name: "baseline",
-        summary: "pre-train a classifier on all training classes, fit a new linear head per episode",
-        paper: "Chen, Liu, Kira, Wang & Huang 2019, A Closer Look at Few-shot Classification",
-        module: "baseline",
-    },
-    AlgorithmInfo {
-        name: "baseline_plus_plus",
-        summary: "Baseline with a cosine-similarity head",
-        paper: "Chen, Liu, Kira, Wang & Huang 2019, A Closer Look at Few-shot Classification",
-        module: "baseline",
-    },
-];
+/// What a learner is built from and how it adapts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Adapts by inner gradient steps on the whole model (for classification: the backbone
+    /// with an N-way head), with the task loss.
+    Gradient,
+    /// Classifies by comparing embeddings of the backbone; no inner steps, any number of
+    /// ways at test time.
+    Metric,
+    /// Pre-trains the backbone with a classifier of all training classes on plain labelled
+    /// mini-batches (global labels), then fits a new head per episode.
+    Pretraining,
+}
+
+/// What a learner is built from: the model (the backbone, or for [`Kind::Gradient`]
+/// classification the backbone with its head), its freshly initialised parameters, the
+/// `VarStore` holding them, the task loss, and for [`Kind::Pretraining`] the backbone's
+/// feature dimension and the number of training classes.
+#[derive(Debug)]
+pub struct Parts<'a, M> {
+    /// The model.
+    pub model: M,
+    /// Its parameters, variables of `vs`.
+    pub params: Params,
+    /// The store of `params`.
+    pub vs: &'a nn::VarStore,
+    /// The task loss (gradient learners).
+    pub loss: TaskLoss,
+    /// The backbone's output dimension (pre-training learners).
+    pub features: i64,
+    /// The number of training classes (pre-training learners).
+    pub train_classes: usize,
+}
+
+/// The one table of algorithms, invoked in the crate root (`lib.rs`); see the module
+/// documentation. Each row: `[mod FILE;] "name" => Variant(Config), Kind, |config| default
+/// evaluation steps, |config, parts| learner, "summary", "paper";`
+macro_rules! algorithm_table {
+    ($(
+        $(mod $module:ident;)?
+        $name:literal => $variant:ident($config:ty), $kind:ident,
+        |$sc:ident| $steps:expr,
+        |$c:ident, $p:ident| $build:expr,
+        $summary:literal, $paper:literal;
+    )*) => {
+        $($(pub mod $module;)?)*
+
+        /// Every algorithm of metl-meta, in the order of `metl list` (see [`registry`]).
+        pub const ALGORITHMS: &[registry::AlgorithmInfo] = &[
+            $(registry::AlgorithmInfo { name: $name, summary: $summary, paper: $paper, kind: registry::Kind::$kind },)*
+        ];
+
+        /// A meta-learning algorithm and its settings as configured in `[meta.<name>]`.
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub enum AlgorithmConfig {
+            $(
+                #[doc = $summary]
+                #[serde(rename = $name)]
+                $variant($config),
+            )*
+        }
+
+        impl AlgorithmConfig {
+            /// The `[meta.<name>]` key.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(AlgorithmConfig::$variant(_) => $name,)*
+                }
+            }
+
+            /// What kind of learner it builds.
+            pub fn kind(&self) -> registry::Kind {
+                match self {
+                    $(AlgorithmConfig::$variant(_) => registry::Kind::$kind,)*
+                }
+            }
+
+            /// The adaptation steps evaluated by default: the inner steps of meta-training
+            /// (0 for metric learners; the baselines' 100 epochs of head fitting).
+            pub fn train_steps(&self) -> usize {
+                match self {
+                    $(AlgorithmConfig::$variant($sc) => $steps,)*
+                }
+            }
+
+            /// The learner, from the parts its [`registry::Kind`] needs.
+            pub fn build<M: metl_models::Model + 'static>(
+                &self,
+                parts: registry::Parts<'_, M>,
+            ) -> error::Result<Box<dyn MetaLearner>> {
+                match self {
+                    $(AlgorithmConfig::$variant($c) => {
+                        let $p = parts;
+                        Ok(Box::new($build))
+                    })*
+                }
+            }
+        }
+    };
+}
+
+pub use crate::{AlgorithmConfig, ALGORITHMS};
+
+impl AlgorithmConfig {
+    /// Whether it pre-trains on plain labelled mini-batches of all training classes (global
+    /// labels) instead of episodes.
+    pub fn pretrains(&self) -> bool {
+        self.kind() == Kind::Pretraining
+    }
+
+    /// Whether it classifies by comparing embeddings (no inner gradient steps, any number
+    /// of ways at test time).
+    pub fn is_metric(&self) -> bool {
+        self.kind() == Kind::Metric
+    }
+
+    /// Whether it adapts by inner gradient steps (evaluation takes a step count).
+    pub fn takes_steps(&self) -> bool {
+        !self.is_metric()
+    }
+}
 
 /// The algorithm called `name`, if any.
 pub fn algorithm(name: &str) -> Option<&'static AlgorithmInfo> {
@@ -94,5 +164,18 @@ mod tests {
             assert_eq!(algorithm(a.name), Some(a));
         }
         assert!(algorithm("nope").is_none());
+    }
+
+    #[test]
+    fn a_config_names_its_row() {
+        let config: AlgorithmConfig = toml_like("maml");
+        assert_eq!((config.name(), config.kind(), config.train_steps()), ("maml", Kind::Gradient, 1));
+        let config: AlgorithmConfig = toml_like("protonet");
+        assert_eq!((config.name(), config.kind(), config.train_steps()), ("protonet", Kind::Metric, 0));
+    }
+
+    /// `{ "<name>": {} }`: the algorithm with its default settings, as `[meta.<name>]`.
+    fn toml_like(name: &str) -> AlgorithmConfig {
+        serde_json::from_str(&format!("{{\"{name}\": {{}}}}")).unwrap()
     }
 }

@@ -1,5 +1,5 @@
 //! MAML on your own model: a sinusoid regressor written with `tch::nn` as any tch user
-//! writes it, meta-trained by metl's MAML with your own outer optimizer.
+//! writes it, meta-trained by metl's MAML with your own outer optimizer (`nn::Adam`).
 //!
 //! `cargo run --bin maml [ITERATIONS]` (default 1,000). Prints the test MSE over 200 new
 //! tasks before and after adaptation and exits with status 1 unless one inner step cuts it
@@ -19,7 +19,10 @@ use metl_models::{
     functional::{Functional, ParamSlots},
     param_slots, TaskLoss,
 };
-use tch::{nn, nn::Module, Device, Tensor};
+use tch::{
+    nn::{self, Module, OptimizerConfig},
+    Device, Tensor,
+};
 
 /// Your network: 1-40-40-1 with ReLU.
 #[derive(Debug)]
@@ -67,13 +70,18 @@ fn main() -> Result<()> {
     let vs = nn::VarStore::new(device);
     let model = Functional::new(SineNet::new(&(vs.root() / "net")), &vs)?;
     let theta = model.params();
-    let mut maml = Maml::new(model, theta, &vs, TaskLoss::Mse, MamlConfig::default())?;
+    let maml = Maml::new(model, theta, &vs, TaskLoss::Mse, MamlConfig::default())?;
+    // Your own outer optimizer over the VarStore: MAML's Adam at β = 1e-3.
+    let mut opt = nn::Adam::default().build(&vs, 1e-3)?;
 
     let family = SinusoidConfig::default();
     let mut train = SinusoidTasks::from_rng(family, substream(0, 0));
     for i in 1..=iterations {
         let batch = train.sample_batch(25, 10, 10, device)?;
-        let report = metl_meta::MetaLearner::meta_train_step(&mut maml, &batch)?;
+        opt.zero_grad();
+        // The meta-gradient of the batch into θ.grad (second order), then your step.
+        let report = maml.meta_backward(&batch)?;
+        opt.step();
         if i % 250 == 0 {
             println!("iteration {i}: meta-loss {:.3}", report.loss);
         }

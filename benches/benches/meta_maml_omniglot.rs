@@ -1,6 +1,6 @@
 //! One MAML meta-training step on Omniglot-shaped 5-way 1-shot episodes, 15 queries per
 //! class, meta-batch 32, 1 inner step (α = 0.4), Adam: the workload of
-//! `../shared/reference/maml_omniglot.py` (learn2learn: 0.23 meta-it/s second order, 0.32
+//! `benches/reference/maml_omniglot.py` (learn2learn: 0.23 meta-it/s second order, 0.32
 //! first order on two cores). Network as there: Conv4 with max-pooling and batch-statistics
 //! batch norm, linear head 64 → 5. Second and first order, task-batched (grouped
 //! convolutions) and per task. The images are random (the speed does not depend on them).

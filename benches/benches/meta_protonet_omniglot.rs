@@ -1,6 +1,6 @@
 //! One prototypical-network training episode: 60-way 5-shot, 5 queries per class (600
 //! images of 28×28), Conv4 with max-pooling and running-statistics batch norm, Adam — the
-//! training step of `../shared/reference/protonet_omniglot.py` (PyTorch: 0.99 episodes/s on
+//! training step of `benches/reference/protonet_omniglot.py` (PyTorch: 0.99 episodes/s on
 //! two cores). The images are random (the speed does not depend on them).
 
 // criterion_group! generates undocumented functions.

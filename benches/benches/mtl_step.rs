@@ -1,7 +1,7 @@
 //! One multi-task training step per strategy (forward, per-task losses, the strategy's
 //! gradient work, Adam), 2 threads, `T ∈ {2, 10, 40}`, on the workloads of
 //! `metl_mtl::workload`: group `mtl_step` is the PyTorch reference's
-//! (`../shared/reference/mtl_step.py`: MLP trunk 64→256→256, `T` linear heads, batch 256),
+//! (`benches/reference/mtl_step.py`: MLP trunk 64→256→256, `T` linear heads, batch 256),
 //! group `mtl_step_conv4` a Conv4 trunk on 28×28 images (batch 64, 5-way heads).
 //!
 //! `cargo bench -p metl-benches --bench mtl_step -- 'mtl_step/(ew|pcgrad|mgda_ub)/'` runs a

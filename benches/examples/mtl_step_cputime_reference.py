@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""CPU time per step of the PyTorch reference `../shared/reference/mtl_step.py`, one thread.
+"""CPU time per step of the PyTorch reference `benches/reference/mtl_step.py`, one thread.
 
 The counterpart of `mtl_step_cputime.rs` for comparisons on a busy machine: it imports the
 reference's model, data and step functions unchanged and times them with

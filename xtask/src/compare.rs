@@ -1,5 +1,5 @@
-//! `cargo xtask compare`: metl beside the PyTorch reference scripts of
-//! `shared/reference/`, on the same machine, in the same run.
+//! `cargo xtask compare`: metl beside the project's PyTorch reference scripts
+//! (`benches/reference/`), on the same machine, in the same run.
 //!
 //! For every workload it runs the reference implementation(s) and `metl bench` (same
 //! sizes, 2 threads, same warm-up and timed windows, data sampling inside the timed loop
@@ -200,22 +200,25 @@ const WORKLOADS: &[Workload] = &[
     },
 ];
 
-/// The folder of the reference scripts: `$METL_REFERENCE_DIR`, else `../shared/reference`.
+/// The folder of the reference scripts: `$METL_REFERENCE_DIR`, else the project's own
+/// `benches/reference`.
 fn reference_dir() -> PathBuf {
     std::env::var_os("METL_REFERENCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared/reference"))
+        .unwrap_or_else(|| workspace_root().join("benches/reference"))
 }
 
+/// Omniglot's folder: `$METL_OMNIGLOT_DIR`, else the workspace's `data/omniglot`.
 fn omniglot_dir() -> PathBuf {
     std::env::var_os("METL_OMNIGLOT_DIR")
+        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared/data/omniglot"))
+        .unwrap_or_else(|| workspace_root().join("data/omniglot"))
 }
 
 /// Makes sure the reference scripts' Python packages are in the virtualenv: numpy and
 /// Pillow always; learn2learn 0.2.0 when it can be built (its sdist needs its Cython files
-/// regenerated on Python 3.11, as shared/reference/README.md describes). Returns whether
+/// regenerated on Python 3.11, as benches/reference/README.md describes). Returns whether
 /// learn2learn is available.
 fn ensure_reference_packages(python: &Path) -> Result<bool> {
     let imports = |modules: &str| {

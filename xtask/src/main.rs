@@ -34,7 +34,7 @@ tasks:
                 speed table; without one, says so and succeeds
   diagram       redraw docs/concepts.svg
   compare [--rounds N] [--only TEXT]
-                metl beside the PyTorch reference scripts (../shared/reference),
+                metl beside the PyTorch reference scripts (benches/reference),
                 alternating, several rounds; writes the table to docs/performance.md";
 
 fn main() -> ExitCode {

@@ -7,7 +7,7 @@
 //! - `grid`: K random support points, the MSE on a 100-point grid over [−5, 5], as CAVIA
 //!   (Zintgraf et al. 2019) reports it;
 //! - `reference`: K random support points, 100 random query points, over 1000 tasks — the
-//!   protocol of `../shared/reference/maml_sinusoid.py` (MAML K=10 after 20,000 iterations:
+//!   protocol of `benches/reference/maml_sinusoid.py` (MAML K=10 after 20,000 iterations:
 //!   2.94 / 0.389 / 0.0995).
 //!
 //! ```text

@@ -2,7 +2,7 @@
 //! `cargo xtask compare`), the criterion bench `mtl_step` and the CPU-time example
 //! `mtl_step_cputime`, so that every speed figure times the same thing:
 //!
-//! - [`Backbone::Mlp`], the PyTorch reference's (`../shared/reference/mtl_step.py`): a
+//! - [`Backbone::Mlp`], the PyTorch reference's (`benches/reference/mtl_step.py`): a
 //!   shared MLP trunk 64→256→256, `T` linear heads 256→1, batch 256, MSE per task on a fixed
 //!   random tanh teacher plus noise;
 //! - [`Backbone::Conv4`]: the Omniglot Conv4 (64 channels, batch norm) on 28×28 images,

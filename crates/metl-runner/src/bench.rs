@@ -1,5 +1,5 @@
 //! `metl bench WORKLOAD`: times one of the standard workloads exactly as the PyTorch
-//! reference scripts in `shared/reference/` do (same sizes, same warm-up, three timed
+//! reference scripts in `benches/reference/` do (same sizes, same warm-up, three timed
 //! windows, the figure being iterations over the median window), and prints one JSON
 //! object. `cargo xtask compare` runs these beside the reference scripts.
 //!

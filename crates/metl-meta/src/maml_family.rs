@@ -45,7 +45,7 @@
 
 mod checkpointed;
 mod delegate;
-mod learner;
+pub mod learner;
 mod settings;
 
 pub(crate) use delegate::delegate_meta_learner;

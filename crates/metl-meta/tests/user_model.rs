@@ -16,7 +16,7 @@ use metl_meta::{
     maml::{Maml, MamlConfig},
     MetaLearner,
 };
-use metl_models::{functional::Functional, mlp::MlpConfig, param_slots, Model, Params, TaskLoss};
+use metl_models::{functional::Functional, mlp::MlpConfig, param_slots, Params, TaskLoss};
 use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 /// The user's network: three `nn::Linear` layers with ReLU, as in Finn et al.
@@ -61,7 +61,7 @@ fn max_relative(a: &Params, b: &Params) -> f64 {
     a.tensors()
         .iter()
         .zip(b.tensors())
-        .map(|(x, y)| ((x - y).abs().max().double_value(&[]) / y.abs().max().double_value(&[]).max(1e-3)))
+        .map(|(x, y)| (x - y).abs().max().double_value(&[]) / y.abs().max().double_value(&[]).max(1e-3))
         .fold(0.0, f64::max)
 }
 

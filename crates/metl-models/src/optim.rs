@@ -297,8 +297,8 @@ impl Optimizer for Sgd {
 /// (`metl_mtl::MtlStep::step`, ...) take it.
 ///
 /// tch keeps the optimizer's moments inside libtorch, out of reach: [`Optimizer::state`]
-/// is empty, and a run resumed from a checkpoint restarts them (use metl's [`Adam`],
-/// [`AdamW`] or [`Sgd`] for exact resumes). The learning rate is the one given here, kept
+/// is empty, and a run resumed from a checkpoint restarts them (use metl's [`Adam`] — Adam or
+/// AdamW — or [`Sgd`] for exact resumes). The learning rate is the one given here, kept
 /// in step with [`Optimizer::set_lr`].
 ///
 /// ```

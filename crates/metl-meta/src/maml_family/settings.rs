@@ -102,13 +102,13 @@ pub struct FamilySettings {
     pub first_order_iterations: u64,
     /// MAML++'s multi-step loss, if used.
     pub multi_step_loss: Option<MultiStepLoss>,
-    /// Call [`Model::forward_at_step`] with the inner step (per-step batch-norm statistics).
+    /// Call [`metl_models::Model::forward_at_step`] with the inner step (per-step batch-norm statistics).
     pub per_step_forward: bool,
     /// Adapt all tasks at once (default) or one after another.
     pub task_batched: bool,
     /// Second-order meta-gradients by gradient checkpointing of the inner loop: the same
     /// meta-gradient with memory that no longer grows with the inner steps (see the
-    /// [module documentation](self)). Needs plain SGD inside.
+    /// [module documentation](crate::maml_family)). Needs plain SGD inside.
     pub checkpointing: bool,
     /// With `task_batched`: tasks per pass (0: the whole meta-batch in one pass). Each pass
     /// is back-propagated before the next, so peak memory follows the pass, not the

@@ -82,9 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seed: 0,
     })?;
     // The optimizer covers every variable of the VarStore: the model's and the strategy's own.
-    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    variables.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut adam = Adam::new(&Params::from_named(variables)?, AdamConfig::with_lr(3e-3))?;
+    let mut adam = Adam::new(&Params::from_var_store(&vs, "")?, AdamConfig::with_lr(3e-3))?;
     let mut trainer = MtlStep::new(model, params, vec![TaskLoss::Mse, TaskLoss::CrossEntropy], strategy)?;
     let (test, validation) = (batch(1000), batch(256));
     for step in 1..=1500 {

@@ -40,9 +40,7 @@ fn train(name: &str, steps: usize) -> (Vec<Vec<f64>>, f64, f64, Vec<f32>) {
         .unwrap()
         .build(&Setup { num_tasks: TASKS, path: vs.root().sub("mtl"), seed: 3 })
         .unwrap();
-    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    variables.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut adam = Adam::new(&Params::from_named(variables).unwrap(), AdamConfig::with_lr(1e-2)).unwrap();
+    let mut adam = Adam::new(&Params::from_var_store(&vs, "").unwrap(), AdamConfig::with_lr(1e-2)).unwrap();
     let mut trainer = MtlStep::new(model, params, vec![TaskLoss::Mse; TASKS], strategy).unwrap();
     let (train, val) = (batch(1, 48), batch(2, 48));
     let mean = |t: &MtlStep<_>| t.evaluate(&train).unwrap().0.iter().sum::<f64>() / TASKS as f64;

@@ -94,9 +94,7 @@ fn build(name: &str, phase: f64) -> Run {
 
 /// Every variable of `vs` (the model's and the strategy's learned ones), sorted by name.
 fn variables(vs: &nn::VarStore) -> Params {
-    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    variables.sort_by(|a, b| a.0.cmp(&b.0));
-    Params::from_named(variables).unwrap()
+    Params::from_var_store(vs, "").unwrap()
 }
 
 /// The host part as JSON (exact, NaN included) and the tensors of a strategy state.

@@ -100,9 +100,7 @@ fn train(args: &Args, data: &SyntheticRegression, name: &str) -> Curves {
             c.alpha = args.gradnorm_alpha;
         }
         let strategy = config.build(&Setup { num_tasks: t, path: vs.root().sub("mtl"), seed: 0 })?;
-        let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        variables.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut adam = Adam::new(&Params::from_named(variables)?, AdamConfig::with_lr(args.lr))?;
+        let mut adam = Adam::new(&Params::from_var_store(&vs, "")?, AdamConfig::with_lr(args.lr))?;
         let mut trainer = MtlStep::new(model, params, vec![TaskLoss::Mse; t], strategy)?;
         // Whole splits in memory (the generator computes targets on the fly, which would
         // dominate the step time); shuffled mini-batches of the training split per epoch.

@@ -181,9 +181,7 @@ fn train<M: MultiTaskModel>(
         path: vs.root().sub("mtl"),
         seed: 0,
     })?;
-    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    variables.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut adam = Adam::new(&Params::from_named(variables)?, AdamConfig::with_lr(args.lr))?;
+    let mut adam = Adam::new(&Params::from_var_store(vs, "")?, AdamConfig::with_lr(args.lr))?;
     let mut trainer = MtlStep::new(model, params, vec![TaskLoss::CrossEntropy; t], built)?;
     let mut best = (f64::INFINITY, Vec::new(), 0);
     for step in 1..=steps {

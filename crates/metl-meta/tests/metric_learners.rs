@@ -11,6 +11,13 @@ use metl_meta::{
 use metl_models::{mlp::MlpConfig, Model, Params};
 use tch::{nn, Device, Kind, Tensor};
 
+/// The tests run on parallel threads and share libtorch's global generator: each holds this
+/// lock for its whole body, so that its seeded data is its own.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A linear embedding 3 → 4 (float64) and a 2-episode batch: 3-way, 2 shots, 2 queries.
 fn setup() -> (nn::VarStore, metl_models::mlp::Mlp, Params, TaskBatch) {
     tch::manual_seed(0);
@@ -34,6 +41,7 @@ fn embed(mlp: &metl_models::mlp::Mlp, params: &Params, x: &Tensor) -> Tensor {
 
 #[test]
 fn protonet_logits_are_negative_squared_distances_to_class_means() {
+    let _serial = serial();
     let (_vs, mlp, params, batch) = setup();
     let protonet = ProtoNet::new(mlp.clone(), params.shallow_clone(), ProtoNetConfig::default()).unwrap();
     let logits = protonet.adapt_and_predict(&batch, 0).unwrap();
@@ -68,6 +76,7 @@ fn protonet_logits_are_negative_squared_distances_to_class_means() {
 
 #[test]
 fn matching_net_predicts_attention_weighted_labels() {
+    let _serial = serial();
     let (_vs, mlp, params, batch) = setup();
     let config = MatchingNetConfig { scale: 2.0, ..Default::default() };
     let matching = MatchingNet::new(mlp.clone(), params.shallow_clone(), config).unwrap();
@@ -93,6 +102,7 @@ fn matching_net_predicts_attention_weighted_labels() {
 
 #[test]
 fn malformed_episodes_are_errors() {
+    let _serial = serial();
     let (_vs, mlp, params, batch) = setup();
     let protonet = ProtoNet::new(mlp, params, ProtoNetConfig::default()).unwrap();
     // Class 1 has no support example.
@@ -118,6 +128,7 @@ fn malformed_episodes_are_errors() {
 
 #[test]
 fn a_protonet_step_lowers_the_loss_of_its_episode() {
+    let _serial = serial();
     let (_vs, mlp, params, batch) = setup();
     // Queries near their class's support examples, so that the episode can be learned.
     let batch = TaskBatch { query_x: &batch.support_x + batch.support_x.randn_like() * 0.1, ..batch };

@@ -12,7 +12,7 @@
 //!   variants; non-trainable state (batch-norm running statistics) are the model's
 //!   *buffers*.
 //! - Backbones: [`mlp`], [`conv4`], [`resnet12`]; heads: [`head`]; a backbone with a head:
-//!   [`Classifier`]. [`batch_norm`] in its three modes (batch statistics, running
+//!   [`Classifier`]; any `nn.Sequential`-like stack from a builder: [`sequential`]. [`batch_norm`] in its three modes (batch statistics, running
 //!   statistics, MAML++'s per-step statistics).
 //! - [`batching`]: the memory format and task chunking of convolutional passes (speed only).
 //! - [`staged`]: a backbone as a sequence of stages, for architectures acting between layers.
@@ -74,6 +74,7 @@ pub mod multitask;
 pub mod optim;
 pub mod params;
 pub mod resnet12;
+pub mod sequential;
 pub mod staged;
 pub mod torchscript;
 

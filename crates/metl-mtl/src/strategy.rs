@@ -149,9 +149,65 @@ pub struct StepInput<'a> {
     pub representation: Option<&'a Tensor>,
     /// The model on a validation batch, when the strategy asked for it.
     pub bilevel: Option<&'a dyn Bilevel>,
-    /// The cache of [`StepInput::gramian`]: leave it empty (`Default::default()`) when
-    /// building a `StepInput` yourself; it is filled on first use.
-    pub gramian: OnceCell<Matrix>,
+    /// The cache of [`StepInput::gramian`], filled on first use.
+    gramian: OnceCell<Matrix>,
+}
+
+impl<'a> StepInput<'a> {
+    /// The input of step `step` (from 1) for every task `0..k` of the `k` differentiable
+    /// `losses`, with parameters `shared` and nothing else: no gradients, no task-specific
+    /// parameters, no representation, no validation batch (add them with the `with_*`
+    /// methods). Loss-based strategies need nothing more; gradient-based ones need
+    /// [`StepInput::with_jacobian`]. The loss values are read from `losses` (one copy to
+    /// the host); a non-scalar or non-finite loss is an error.
+    ///
+    /// ```
+    /// use metl_models::Params;
+    /// use metl_mtl::{strategies::pcgrad::{PcGrad, PcGradConfig}, Setup, StepInput, Strategy};
+    /// use tch::{nn, Device, Kind, Tensor};
+    ///
+    /// let w = Tensor::zeros([2], (Kind::Double, Device::Cpu)).set_requires_grad(true);
+    /// let shared = Params::from_named(vec![("w".into(), w.shallow_clone())]).unwrap();
+    /// let losses = [w.sum(Kind::Double), (&w * -1.0).sum(Kind::Double)];
+    /// // Opposite gradients (1, 1) and (−1, −1), written as the Jacobian's rows.
+    /// let jacobian = Tensor::from_slice(&[1.0, 1.0, -1.0, -1.0]).view([2, 2]);
+    /// let input = StepInput::new(1, &losses, &shared).unwrap().with_jacobian(jacobian);
+    /// let vs = nn::VarStore::new(Device::Cpu);
+    /// let mut pcgrad = PcGrad::new(&PcGradConfig::default(), &Setup { num_tasks: 2, path: vs.root(), seed: 0 }).unwrap();
+    /// // Each gradient loses its component along the other: nothing is left of either.
+    /// let combination = Strategy::combine(&mut pcgrad, &input).unwrap();
+    /// assert!(combination.weights.iter().all(|w| w.abs() < 1e-12), "{:?}", combination.weights);
+    /// ```
+    pub fn new(step: u64, losses: &'a [Tensor], shared: &'a Params) -> Result<Self> {
+        if losses.is_empty() {
+            return Err(MtlError::NoTasks);
+        }
+        let mut values = Vec::with_capacity(losses.len());
+        for (task, loss) in losses.iter().enumerate() {
+            if loss.numel() != 1 {
+                return Err(MtlError::Shape(format!("loss {task} is not a scalar: shape {:?}", loss.size())));
+            }
+            let value = loss.f_double_value(&[])?;
+            if !value.is_finite() {
+                return Err(MtlError::NonFiniteLoss { task, step, value });
+            }
+            values.push(value);
+        }
+        Ok(Self {
+            step,
+            tasks: (0..losses.len()).collect::<Vec<_>>().into(),
+            num_tasks: losses.len(),
+            losses,
+            loss_values: vec![values].into(),
+            jacobians: Vec::new().into(),
+            specific_grads: &[],
+            shared,
+            specific: &[],
+            representation: None,
+            bilevel: None,
+            gramian: OnceCell::new(),
+        })
+    }
 }
 
 impl StepInput<'_> {
@@ -239,11 +295,6 @@ pub trait Strategy: Send {
     fn load_state(&mut self, state: &StrategyState) -> Result<()> {
         state.reader(self.name()).finish()
     }
-}
-
-/// `Σᵢ wᵢ Lᵢ` of differentiable losses.
-pub fn weighted_loss(losses: &[Tensor], weights: &[f64]) -> Tensor {
-    losses.iter().zip(weights).map(|(l, &w)| l * w).reduce(|a, b| a + b).expect("at least one loss")
 }
 
 /// What a strategy is built with.

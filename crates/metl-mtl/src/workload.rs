@@ -129,9 +129,7 @@ fn build<M: MultiTaskModel>(model: M, name: &str, loss: TaskLoss) -> Result<Work
     let params = model.init(&vs.root().sub("model"))?;
     let setup = Setup { num_tasks: tasks, path: vs.root().sub("mtl"), seed: 0 };
     let strategy = StrategyConfig::default_for(name)?.build(&setup)?;
-    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    variables.sort_by(|a, b| a.0.cmp(&b.0));
-    let adam = Adam::new(&Params::from_named(variables)?, AdamConfig::with_lr(1e-3))?;
+    let adam = Adam::new(&Params::from_var_store(&vs, "")?, AdamConfig::with_lr(1e-3))?;
     let trainer = MtlStep::new(model, params, vec![loss; tasks], strategy)?;
     Ok(Workload { vs, trainer, adam })
 }

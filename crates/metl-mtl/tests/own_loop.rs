@@ -21,6 +21,13 @@ use tch::{
     Device, Kind, Reduction, Tensor,
 };
 
+/// Tests that seed libtorch's global generator hold this lock for their whole body (parallel
+/// test threads would otherwise draw each other's numbers).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < tol)
 }
@@ -68,6 +75,7 @@ fn two_tasks(n: i64) -> (Tensor, [Tensor; 2]) {
 
 #[test]
 fn mtl_step_takes_a_tch_optimizer() {
+    let _serial = serial();
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);
     let encoder = MlpConfig::new([8, 32, 4]).build().unwrap();
@@ -113,6 +121,7 @@ impl Net {
 
 #[test]
 fn pcgrad_and_upgrad_in_a_users_own_loop_with_a_tch_optimizer() {
+    let _serial = serial();
     for name in ["pcgrad", "upgrad"] {
         tch::manual_seed(0);
         let vs = nn::VarStore::new(Device::Cpu);

@@ -131,9 +131,7 @@ fn train(data: &Customers, tasks: &[usize], strategy: &str, device: Device) -> a
     let losses = tasks.iter().map(|&t| if t == 0 { TaskLoss::Mse } else { TaskLoss::CrossEntropy }).collect();
     let mut trainer = MtlStep::new(model, params, losses, strategy)?;
     // Adam over every variable: the model's, and the strategy's own (UW, GradNorm, ...).
-    let mut variables: Vec<(String, Tensor)> = store.variables().into_iter().collect();
-    variables.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut adam = Adam::new(&Params::from_named(variables)?, AdamConfig::with_lr(3e-3))?;
+    let mut adam = Adam::new(&Params::from_var_store(&store, "")?, AdamConfig::with_lr(3e-3))?;
     // Only the trained tasks' columns: a view of the batch with those targets and mask columns.
     let select = |b: MultiTaskBatch| -> MultiTaskBatch {
         let index =

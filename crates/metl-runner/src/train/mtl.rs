@@ -73,9 +73,7 @@ pub fn setup(exp: &Experiment, device: Device) -> anyhow::Result<MtlSetup> {
     let strategy = mtl.strategy.build(&setup).map_err(bad_input)?;
     let losses = tasks.iter().map(task_loss).collect();
     let step = MtlStep::new(model, params, losses, strategy).map_err(bad_input)?;
-    let mut named: Vec<(String, Tensor)> = store.variables().into_iter().collect();
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    let variables = Params::from_named(named)?;
+    let variables = Params::from_var_store(&store, "")?;
     let config = AdamConfig { lr: mtl.lr, weight_decay: mtl.weight_decay, ..AdamConfig::default() };
     let optimizer = Adam::new(&variables, config).map_err(bad_input)?;
     Ok(MtlSetup { dataset, tasks, step, variables, optimizer, _store: store })

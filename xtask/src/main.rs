@@ -9,6 +9,7 @@ mod compare;
 mod diagram;
 mod gpu_check;
 mod libtorch;
+mod package;
 
 use cmd::{cargo, run, Env, Result};
 use std::process::ExitCode;
@@ -26,8 +27,10 @@ tasks:
                 project) and runs its two programs, which must learn
   demo [ARGS]   setup, release build, then `metl demo ARGS`
   metl ARGS     setup, release build, then `metl ARGS` (e.g. metl train configs/….toml)
-  lint          cargo fmt --check, clippy -D warnings, rustdoc -D warnings, and the
-                package file list of every library crate (README included)
+  lint          cargo fmt --check; the packages of the published crates (cargo package
+                --no-verify: metadata, README, LICENSE-MIT, LICENSE-APACHE); clippy
+                -D warnings; rustdoc -D warnings
+  package       only the package check of lint (before publishing)
   ci            lint, then test
   bench [ARGS]  setup, then the criterion benches (ARGS go to `cargo bench`)
   gpu-check     on a machine with an NVIDIA GPU: metl-models' tests on CUDA and a short
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         "demo" => metl(&[&["demo".to_owned()], rest].concat()),
         "metl" => metl(rest),
         "lint" => lint(),
+        "package" => package::check(),
         "ci" => lint().and_then(|()| test(&[])),
         "bench" => bench(rest),
         "gpu-check" => gpu_check::run(rest),
@@ -171,10 +175,13 @@ fn bench(args: &[String]) -> Result {
     run(cmd, &env)
 }
 
+/// Cheapest first: formatting (seconds), the packages (seconds, nothing compiled, no
+/// libtorch needed), then clippy and rustdoc, which compile the workspace.
 fn lint() -> Result {
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     run(fmt, &Env::new())?;
+    package::check()?;
     let env = env()?;
     let mut clippy = cargo();
     clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
@@ -190,36 +197,7 @@ fn lint() -> Result {
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--no-deps"]);
     run(doc, &doc_env)?;
-    package_lists(&env)?;
-    eprintln!("lint: fmt, clippy, rustdoc and the package lists are clean");
-    Ok(())
-}
-
-/// The library crates, as `cargo package` would publish them: each file list must build
-/// (metadata, paths) and hold the crate's README (the manifest's `readme`).
-fn package_lists(env: &Env) -> Result {
-    const LIBRARIES: [&str; 5] = ["metl-build", "metl-data", "metl-models", "metl-mtl", "metl-meta"];
-    for krate in LIBRARIES {
-        let mut cmd = cargo();
-        cmd.args(["package", "--list", "--allow-dirty", "--package", krate]);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().map_err(|e| cmd::Failure(format!("cannot run cargo package: {e}")))?;
-        if !out.status.success() {
-            return Err(cmd::Failure(format!(
-                "cargo package --list --package {krate} failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
-        let files = String::from_utf8_lossy(&out.stdout);
-        for needed in ["README.md", "Cargo.toml", "src/lib.rs"] {
-            if !files.lines().any(|f| f == needed) {
-                return Err(cmd::Failure(format!("the package of {krate} lacks {needed}")));
-            }
-        }
-    }
-    eprintln!("package lists: {} library crates with README, manifest and sources", LIBRARIES.len());
+    eprintln!("lint: fmt, packages, clippy and rustdoc are clean");
     Ok(())
 }
 

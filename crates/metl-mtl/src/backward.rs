@@ -14,6 +14,7 @@
 
 use crate::{
     error::{MtlError, Result},
+    jacobian::{check_differentiable, write_row},
     strategy::{Bilevel, Combination, GradientSpace, StepInput, Strategy, Update},
 };
 use metl_models::Params;
@@ -147,6 +148,9 @@ impl<'a> MtlBackward<'a> {
         let no_params = Params::from_named(Vec::new())?;
         let spec_sets: Vec<&Params> =
             (0..t_total).map(|t| self.specific.get(t).unwrap_or(&no_params)).collect();
+        if needs.gradients.is_some() {
+            losses.iter().try_for_each(|l| check_differentiable(l))?;
+        }
         let grads = match needs.gradients {
             None => Vec::new(),
             Some(space) => samples
@@ -187,11 +191,11 @@ impl<'a> MtlBackward<'a> {
         let representation = first.representation.as_ref().map(|r| r.leaf.detach());
         let input = StepInput {
             step,
-            tasks: &tasks,
+            tasks: tasks.clone(),
             num_tasks: t_total,
             losses: &losses[0],
-            loss_values: &loss_values,
-            jacobians: &jacobians,
+            loss_values: loss_values.clone(),
+            jacobians,
             specific_grads: &specific_grads,
             shared: self.shared,
             specific: self.specific,
@@ -279,16 +283,7 @@ impl<'a> MtlBackward<'a> {
                     shared_after.push(any.then(|| defined_or_zeros(shared_g, shared)));
                 }
                 None => {
-                    let mut offset = 0;
-                    for (gp, p) in shared_g.iter().zip(shared) {
-                        let n = p.numel() as i64;
-                        if gp.defined() {
-                            target.f_narrow(0, offset, n)?.f_copy_(&gp.f_reshape([-1])?)?;
-                        } else {
-                            let _ = target.f_narrow(0, offset, n)?.f_zero_()?;
-                        }
-                        offset += n;
-                    }
+                    write_row(&target, shared_g, shared)?;
                     shared_after.push(None);
                 }
             }

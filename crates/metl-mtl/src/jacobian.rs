@@ -51,6 +51,7 @@ pub fn jacobian(losses: &[Tensor], params: &Params) -> Result<Tensor> {
     if let Some((i, loss)) = losses.iter().enumerate().find(|(_, l)| l.numel() != 1) {
         return Err(MtlError::Shape(format!("loss {i} is not a scalar: shape {:?}", loss.size())));
     }
+    check_differentiable(losses)?;
     let tensors = params.tensors();
     let width = tensors.iter().map(|p| p.numel() as i64).sum::<i64>();
     // Every entry is written below.
@@ -80,6 +81,17 @@ pub fn weighted_loss(losses: &[Tensor], weights: &[f64]) -> Result<Tensor> {
     let mut terms = losses.iter().zip(weights).map(|(l, &w)| l.f_mul_scalar(w));
     let first = terms.next().ok_or(MtlError::NoTasks)??;
     terms.try_fold(first, |acc, term| Ok(acc.f_add(&term?)?))
+}
+
+/// Errors unless every loss is part of a graph (libtorch would crash on a backward pass
+/// from a constant).
+pub(crate) fn check_differentiable(losses: &[Tensor]) -> Result<()> {
+    match losses.iter().position(|l| !l.requires_grad()) {
+        Some(i) => Err(MtlError::Shape(format!(
+            "loss {i} does not require a gradient: it does not depend on any trainable parameter"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Writes the flattened gradients `grads` of the tensors `params` into the row `target`

@@ -9,7 +9,10 @@
 //! - [`weighting`]: [`Weighting`], the Gramian-based strategies' small interface (the
 //!   Gramian of the task gradients in, weights out), usable on its own.
 //! - [`backward`]: [`MtlBackward`] computes the per-task gradients a strategy needs,
-//!   calls it, and leaves the combined gradient in `.grad` for any optimizer.
+//!   calls it, and leaves the combined gradient in `.grad` for any optimizer
+//!   ([`backward::backward`] for a model without task-specific parameters to treat apart).
+//! - [`jacobian`]: the Jacobian and the Gramian of your task losses with respect to your
+//!   parameters, for a loop of your own around a [`Weighting`].
 //! - [`checkpoint`]: a strategy's state between steps ([`StrategyState`]), saved in
 //!   checkpoints so that a resumed run continues exactly (see [`MtlStep::checkpoint`]).
 //! - [`strategies`]: every strategy, one file each; [`registry`]: all of them by name,
@@ -42,6 +45,7 @@ pub mod checkpoint;
 pub mod delta_m;
 pub mod error;
 pub mod host_optim;
+pub mod jacobian;
 pub mod linalg;
 pub mod registry;
 pub mod solvers;

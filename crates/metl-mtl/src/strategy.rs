@@ -128,16 +128,16 @@ pub struct StepInput<'a> {
     /// The step number, starting at 1.
     pub step: u64,
     /// The participating tasks (indices into `0..T`), in increasing order.
-    pub tasks: &'a [usize],
+    pub tasks: Vec<usize>,
     /// The total number of tasks `T`.
     pub num_tasks: usize,
     /// Their differentiable losses (sample 0); the graph is kept until the update is applied.
     pub losses: &'a [Tensor],
     /// Their values, per sample: `loss_values[s][i]`.
-    pub loss_values: &'a [Vec<f64>],
+    pub loss_values: Vec<Vec<f64>>,
     /// Per-sample Jacobians `[k, D]` (row `i` = task `tasks[i]`'s gradient in the requested
     /// space); empty when no gradients were requested.
-    pub jacobians: &'a [Tensor],
+    pub jacobians: Vec<Tensor>,
     /// The task-specific parameters' plain gradients, one [`Params`] per participating task
     /// (averaged over samples); empty when no gradients were requested.
     pub specific_grads: &'a [Params],
@@ -150,7 +150,7 @@ pub struct StepInput<'a> {
     /// The model on a validation batch, when the strategy asked for it.
     pub bilevel: Option<&'a dyn Bilevel>,
     /// The cache of [`StepInput::gramian`], filled on first use.
-    gramian: OnceCell<Matrix>,
+    pub(crate) gramian: OnceCell<Matrix>,
 }
 
 impl<'a> StepInput<'a> {
@@ -168,15 +168,18 @@ impl<'a> StepInput<'a> {
     ///
     /// let w = Tensor::zeros([2], (Kind::Double, Device::Cpu)).set_requires_grad(true);
     /// let shared = Params::from_named(vec![("w".into(), w.shallow_clone())]).unwrap();
-    /// let losses = [w.sum(Kind::Double), (&w * -1.0).sum(Kind::Double)];
-    /// // Opposite gradients (1, 1) and (−1, −1), written as the Jacobian's rows.
-    /// let jacobian = Tensor::from_slice(&[1.0, 1.0, -1.0, -1.0]).view([2, 2]);
+    /// let (g1, g2) = (Tensor::from_slice(&[1.0, 0.0]), Tensor::from_slice(&[-1.0, 2.0]));
+    /// let losses = [(&w * &g1).sum(Kind::Double), (&w * &g2).sum(Kind::Double)];
+    /// // Their gradients g₁ = (1, 0) and g₂ = (−1, 2) as the Jacobian's rows (or
+    /// // `metl_mtl::jacobian::jacobian(&losses, &shared)`).
+    /// let jacobian = Tensor::stack(&[g1, g2], 0);
     /// let input = StepInput::new(1, &losses, &shared).unwrap().with_jacobian(jacobian);
     /// let vs = nn::VarStore::new(Device::Cpu);
     /// let mut pcgrad = PcGrad::new(&PcGradConfig::default(), &Setup { num_tasks: 2, path: vs.root(), seed: 0 }).unwrap();
-    /// // Each gradient loses its component along the other: nothing is left of either.
+    /// // g₁·g₂ < 0: each loses its component along the other, g₁ + g₂/5 and g₂ + g₁.
     /// let combination = Strategy::combine(&mut pcgrad, &input).unwrap();
-    /// assert!(combination.weights.iter().all(|w| w.abs() < 1e-12), "{:?}", combination.weights);
+    /// let w = &combination.weights;
+    /// assert!((w[0] - 2.0).abs() < 1e-12 && (w[1] - 1.2).abs() < 1e-12, "{w:?}");
     /// ```
     pub fn new(step: u64, losses: &'a [Tensor], shared: &'a Params) -> Result<Self> {
         if losses.is_empty() {
@@ -195,11 +198,11 @@ impl<'a> StepInput<'a> {
         }
         Ok(Self {
             step,
-            tasks: (0..losses.len()).collect::<Vec<_>>().into(),
+            tasks: (0..losses.len()).collect(),
             num_tasks: losses.len(),
             losses,
-            loss_values: vec![values].into(),
-            jacobians: Vec::new().into(),
+            loss_values: vec![values],
+            jacobians: Vec::new(),
             specific_grads: &[],
             shared,
             specific: &[],
@@ -207,6 +210,59 @@ impl<'a> StepInput<'a> {
             bilevel: None,
             gramian: OnceCell::new(),
         })
+    }
+
+    /// The same with the Jacobian `[k, D]` of the losses (row `i`: task `tasks[i]`'s
+    /// gradient, flattened, in the strategy's [`GradientSpace`]), e.g. from
+    /// [`crate::jacobian::jacobian`]. For strategies that need several independent samples
+    /// ([`Needs::samples`]), [`StepInput::with_samples`].
+    pub fn with_jacobian(self, jacobian: Tensor) -> Self {
+        self.with_samples(vec![jacobian])
+    }
+
+    /// The same with one Jacobian per independent gradient sample (MoDo and SDMGrad need 3,
+    /// the losses and their values being those of sample 0).
+    pub fn with_samples(mut self, jacobians: Vec<Tensor>) -> Self {
+        self.loss_values.resize(jacobians.len().max(1), self.loss_values[0].clone());
+        self.jacobians = jacobians;
+        self.gramian = OnceCell::new();
+        self
+    }
+
+    /// The same when the losses are those of tasks `tasks` (increasing indices into
+    /// `0..num_tasks`, one per loss) out of `num_tasks`: the others sit this step out.
+    pub fn with_tasks(mut self, tasks: Vec<usize>, num_tasks: usize) -> Result<Self> {
+        let increasing = tasks.windows(2).all(|w| w[0] < w[1]);
+        if tasks.len() != self.losses.len() || !increasing || tasks.last().is_some_and(|&t| t >= num_tasks) {
+            return Err(MtlError::Shape(format!(
+                "tasks {tasks:?} of {num_tasks} for {} losses: need one increasing task index below \
+                 {num_tasks} per loss",
+                self.losses.len()
+            )));
+        }
+        self.tasks = tasks;
+        self.num_tasks = num_tasks;
+        Ok(self)
+    }
+
+    /// The same with each task's own parameters `specific` (`T` entries) and the
+    /// participating tasks' plain gradients of them `specific_grads` (`k` entries).
+    pub fn with_specific(mut self, specific: &'a [Params], specific_grads: &'a [Params]) -> Self {
+        self.specific = specific;
+        self.specific_grads = specific_grads;
+        self
+    }
+
+    /// The same with the detached shared representation (representation space).
+    pub fn with_representation(mut self, representation: &'a Tensor) -> Self {
+        self.representation = Some(representation);
+        self
+    }
+
+    /// The same with access to the model on a validation batch (bilevel strategies).
+    pub fn with_bilevel(mut self, bilevel: &'a dyn Bilevel) -> Self {
+        self.bilevel = Some(bilevel);
+        self
     }
 }
 
@@ -329,7 +385,7 @@ pub fn non_negative(field: &str, value: f64) -> Result<()> {
 
 /// Errors unless all losses are `> 0` (strategies taking logarithms of losses).
 pub fn check_positive_losses(strategy: &'static str, input: &StepInput<'_>) -> Result<()> {
-    match input.values().iter().zip(input.tasks).find(|(v, _)| **v <= 0.0) {
+    match input.values().iter().zip(&input.tasks).find(|(v, _)| **v <= 0.0) {
         Some((v, t)) => Err(MtlError::Unsupported {
             strategy,
             reason: format!("needs positive losses; task {t} has loss {v} at step {}", input.step),

@@ -7,8 +7,11 @@
 //! PCGrad, GradVac, IMTL-G, IMTL, CAGrad, Nash-MTL, Aligned-MTL, FairGrad, UPGrad,
 //! DualProj, ConFIG and GradNorm are written this way. A `Weighting` is usable on its own —
 //! from a Gramian you computed, or from a Jacobian ([`Weighting::weights_of_jacobian`]) —
-//! without the rest of this crate; every `Weighting` is also a [`Strategy`] (the blanket
-//! implementation below), so [`crate::MtlBackward`] and [`crate::MtlStep`] run it.
+//! without the rest of this crate. In a training loop of your own,
+//! [`crate::jacobian::gramian`] gives the Gramian of your task losses with respect to your
+//! parameters, and back-propagating [`crate::jacobian::weighted_loss`] applies the weights.
+//! Every `Weighting` is also a [`Strategy`] (the blanket implementation below), so
+//! [`crate::MtlBackward`], [`crate::backward::backward`] and [`crate::MtlStep`] run it.
 //!
 //! ```
 //! use metl_mtl::{
@@ -79,7 +82,7 @@ impl Context {
     pub fn of_step(input: &StepInput<'_>) -> Result<Self> {
         let dim = input.jacobian()?.size().get(1).copied().unwrap_or(0) as usize;
         Ok(Self {
-            tasks: input.tasks.to_vec(),
+            tasks: input.tasks.clone(),
             num_tasks: input.num_tasks,
             losses: input.values().to_vec(),
             step: input.step,

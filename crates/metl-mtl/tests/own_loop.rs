@@ -1,11 +1,13 @@
 //! metl-mtl as a user with their own model, loop and optimizer meets it, through the public
 //! API only: the `Weighting` interface on closed forms, `MtlStep` stepped by a
-//! `tch::nn::Optimizer`, and `MtlBackward` in a hand-written loop over a `tch::nn` model.
+//! `tch::nn::Optimizer`, `MtlBackward`, `backward` and the Gramian helper in hand-written
+//! loops over a `tch::nn` model, and strategies called directly on a `StepInput`.
 
 use metl_data::MultiTaskBatch;
 use metl_models::{mlp::MlpConfig, optim::TchOptimizer, HardSharing, MultiTaskModel, Params, TaskLoss};
 use metl_mtl::{
-    backward::{MtlBackward, TaskLosses},
+    backward::{backward, MtlBackward, TaskLosses},
+    jacobian::{gramian, jacobian, weighted_loss},
     linalg::Matrix,
     strategies::{
         imtl_g::{ImtlG, ImtlGConfig},
@@ -14,7 +16,7 @@ use metl_mtl::{
         upgrad::{DualConeConfig, UpGrad},
     },
     weighting::{Context, Weighting},
-    MtlStep, Setup, StrategyConfig,
+    MtlError, MtlStep, Setup, StepInput, StrategyConfig, Update,
 };
 use tch::{
     nn::{self, Module, OptimizerConfig},
@@ -168,4 +170,120 @@ fn pcgrad_and_upgrad_in_a_users_own_loop_with_a_tch_optimizer() {
             assert!(*a < 0.2 * b, "{name}: test MSE {b} -> {a}");
         }
     }
+}
+
+/// The test MSE of both tasks before and after 300 steps of `update` (which leaves the
+/// combined gradient in `.grad`) stepped by `tch::nn::Adam`.
+fn fit(mut update: impl FnMut(&nn::VarStore, &[Tensor], u64)) -> (Vec<f64>, Vec<f64>) {
+    tch::manual_seed(1);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let net = Net::new(&vs.root());
+    let mut opt = nn::Adam::default().build(&vs, 1e-2).unwrap();
+    let (test_x, test_y) = two_tasks(1000);
+    let mse = |net: &Net| -> Vec<f64> {
+        tch::no_grad(|| {
+            let z = net.trunk.forward(&test_x);
+            net.heads
+                .iter()
+                .zip(&test_y)
+                .map(|(h, y)| z.apply(h).mse_loss(y, Reduction::Mean).double_value(&[]))
+                .collect()
+        })
+    };
+    let before = mse(&net);
+    for step in 1..=300 {
+        let (x, y) = two_tasks(64);
+        let z = net.trunk.forward(&x);
+        let losses: Vec<Tensor> =
+            net.heads.iter().zip(&y).map(|(h, t)| z.apply(h).mse_loss(t, Reduction::Mean)).collect();
+        opt.zero_grad();
+        update(&vs, &losses, step);
+        opt.step();
+    }
+    (before, mse(&net))
+}
+
+#[test]
+fn the_short_paths_of_a_users_own_loop_with_tch_adam() {
+    // A Weighting on the Gramian from the helper, then Σᵢ wᵢ Lᵢ back-propagated.
+    let mut upgrad = UpGrad::new(&DualConeConfig::default()).unwrap();
+    let (before, after) = fit(|vs, losses, step| {
+        let shared = Params::from_var_store(vs, "trunk").unwrap();
+        let g = gramian(losses, &shared).unwrap();
+        let values = losses.iter().map(|l| l.double_value(&[])).collect();
+        let w = upgrad.weights(&g, &Context::new(values).at_step(step)).unwrap();
+        weighted_loss(losses, &w).unwrap().backward();
+    });
+    for (b, a) in before.iter().zip(&after) {
+        assert!(*a < 0.2 * b, "upgrad through the Gramian: test MSE {b} -> {a}");
+    }
+    // Any strategy through `backward` on every variable of the VarStore.
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut pcgrad = StrategyConfig::default_for("pcgrad")
+        .unwrap()
+        .build(&Setup { num_tasks: 2, path: vs.root(), seed: 0 })
+        .unwrap();
+    let (before, after) = fit(|vs, losses, step| {
+        let report =
+            backward(pcgrad.as_mut(), losses, &Params::from_var_store(vs, "").unwrap(), step).unwrap();
+        assert_eq!(report.tasks, [0, 1]);
+    });
+    for (b, a) in before.iter().zip(&after) {
+        assert!(*a < 0.2 * b, "pcgrad through backward: test MSE {b} -> {a}");
+    }
+}
+
+#[test]
+fn strategies_take_a_step_input_built_outside_the_crate() {
+    let w = Tensor::zeros([3], (Kind::Double, Device::Cpu)).set_requires_grad(true);
+    let shared = Params::from_named(vec![("w".into(), w.shallow_clone())]).unwrap();
+    let g1 = Tensor::from_slice(&[3.0, 0.0, 0.0]);
+    let g2 = Tensor::from_slice(&[0.0, 1.0, 0.0]);
+    let losses = [(&w * &g1).sum(Kind::Double) + 2.0, (&w * &g2).sum(Kind::Double) + 1.0];
+    // The Jacobian helper: one gradient per row; the Gramian of orthogonal gradients.
+    let j = jacobian(&losses, &shared).unwrap();
+    assert_eq!(Vec::<f64>::try_from(j.view([-1])).unwrap(), [3.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+    let g = gramian(&losses, &shared).unwrap();
+    assert!(close(&g.mul_vec(&[1.0, 1.0]), &[9.0, 1.0], 1e-12));
+
+    let vs = nn::VarStore::new(Device::Cpu);
+    let setup = Setup { num_tasks: 2, path: vs.root(), seed: 0 };
+    let input = StepInput::new(1, &losses, &shared).unwrap().with_jacobian(j.shallow_clone());
+    assert_eq!((input.tasks.clone(), input.values().to_vec()), (vec![0, 1], vec![2.0, 1.0]));
+    // UPGrad on orthogonal gradients: nothing to project, the mean.
+    let mut upgrad = StrategyConfig::default_for("upgrad").unwrap().build(&setup).unwrap();
+    let combination = upgrad.combine(&input).unwrap();
+    assert!(matches!(combination.update, Update::Weighted) && close(&combination.weights, &[0.5, 0.5], 1e-6));
+    // Equal weighting, a loss-based strategy: the sum of the losses.
+    let mut ew = StrategyConfig::default_for("ew").unwrap().build(&setup).unwrap();
+    let combination = ew.combine(&StepInput::new(1, &losses, &shared).unwrap()).unwrap();
+    match combination.update {
+        Update::Loss(l) => assert_eq!(l.double_value(&[]), 3.0),
+        other => panic!("{other:?}"),
+    }
+    // Bad input is an error, never a panic.
+    let no_gradients = StepInput::new(1, &losses, &shared).unwrap();
+    assert!(matches!(upgrad.combine(&no_gradients), Err(MtlError::Shape(_))));
+    assert!(StepInput::new(1, &losses, &shared).unwrap().with_tasks(vec![0, 2], 3).is_ok());
+    for (tasks, of) in [(vec![2, 0], 3), (vec![0, 3], 3), (vec![0], 3)] {
+        let input = StepInput::new(1, &losses, &shared).unwrap();
+        assert!(matches!(input.with_tasks(tasks, of), Err(MtlError::Shape(_))));
+    }
+    assert!(matches!(StepInput::new(1, &[], &shared), Err(MtlError::NoTasks)));
+    let nan = [losses[0].shallow_clone(), &losses[1] * f64::NAN];
+    assert!(matches!(
+        StepInput::new(4, &nan, &shared),
+        Err(MtlError::NonFiniteLoss { task: 1, step: 4, .. })
+    ));
+    let vector = [&w * 2.0];
+    assert!(matches!(StepInput::new(1, &vector, &shared), Err(MtlError::Shape(_))));
+    assert!(matches!(jacobian(&vector, &shared), Err(MtlError::Shape(_))));
+    assert!(matches!(jacobian(&[], &shared), Err(MtlError::NoTasks)));
+    let constant = [Tensor::from(1.0f64)];
+    assert!(matches!(jacobian(&constant, &shared), Err(MtlError::Shape(_))), "a constant loss");
+    assert!(matches!(backward(upgrad.as_mut(), &constant, &shared, 1), Err(MtlError::Shape(_))));
+    let frozen =
+        Params::from_named(vec![("f".into(), Tensor::zeros([3], (Kind::Double, Device::Cpu)))]).unwrap();
+    assert!(jacobian(&losses, &frozen).is_err(), "a parameter that does not require a gradient");
+    assert!(matches!(weighted_loss(&losses, &[1.0]), Err(MtlError::Shape(_))));
 }

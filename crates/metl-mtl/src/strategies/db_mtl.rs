@@ -77,7 +77,7 @@ impl Strategy for DbMtl {
         let beta = self.config.beta / (self.steps as f64).powf(self.config.beta_sigma);
         // b ← β b + (1 − β) ∇log Lᵢ, in place.
         let scale: Vec<f64> = input.values().iter().map(|l| (1.0 - beta) / (l + 1e-8)).collect();
-        let b = self.buffer.update(input.tasks, input.num_tasks, j, |b| {
+        let b = self.buffer.update(&input.tasks, input.num_tasks, j, |b| {
             let _ = b.f_mul_scalar_(beta)?.f_addcmul_(j, &column(&scale, j))?;
             Ok(())
         })?;

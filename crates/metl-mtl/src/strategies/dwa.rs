@@ -4,7 +4,8 @@ use crate::{
     checkpoint::StrategyState,
     error::Result,
     linalg::softmax,
-    strategy::{positive, weighted_loss, Combination, Needs, Setup, StepInput, Strategy},
+    jacobian::weighted_loss,
+    strategy::{positive, Combination, Needs, Setup, StepInput, Strategy},
 };
 use serde::{Deserialize, Serialize};
 
@@ -93,7 +94,7 @@ impl Strategy for Dwa {
         }
         let all = self.epoch_weights();
         let weights: Vec<f64> = input.tasks.iter().map(|&t| all[t]).collect();
-        Ok(Combination::loss(weighted_loss(input.losses, &weights), weights))
+        Ok(Combination::loss(weighted_loss(input.losses, &weights)?, weights))
     }
 
     fn end_epoch(&mut self) {

@@ -76,7 +76,7 @@ impl Strategy for ExcessMtl {
     fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
         let j = input.jacobian()?;
         let square = j.f_square()?;
-        let h = self.accumulator.update(input.tasks, input.num_tasks, j, |h| {
+        let h = self.accumulator.update(&input.tasks, input.num_tasks, j, |h| {
             let _ = h.f_add_(&square)?;
             Ok(())
         })?;

@@ -52,7 +52,7 @@ impl Strategy for ImtlL {
     }
 
     fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
-        let (s, weights) = Self::scales(&self.scale, input.tasks)?;
+        let (s, weights) = Self::scales(&self.scale, &input.tasks)?;
         let losses = Tensor::f_stack(input.losses, 0)?.f_to_kind(s.kind())?;
         let total = (losses * s.exp() - &s).f_sum(Kind::Float)?;
         Ok(Combination::loss(total, weights))

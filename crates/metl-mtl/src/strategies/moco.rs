@@ -100,7 +100,7 @@ impl Strategy for MoCo {
         // y ← (1 − β) y + β ĝ, with ĝᵢ = Lᵢ gᵢ / (‖gᵢ‖ + 10⁻⁸), in place.
         let scale: Vec<f64> =
             row_norms(j)?.iter().zip(input.values()).map(|(n, l)| beta * l / (n + 1e-8)).collect();
-        let y = self.y.update(input.tasks, input.num_tasks, j, |y| {
+        let y = self.y.update(&input.tasks, input.num_tasks, j, |y| {
             let _ = y.f_mul_scalar_(1.0 - beta)?.f_addcmul_(j, &column(&scale, j))?;
             Ok(())
         })?;

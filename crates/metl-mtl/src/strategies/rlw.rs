@@ -4,7 +4,8 @@ use crate::{
     checkpoint::StrategyState,
     error::Result,
     linalg::softmax,
-    strategy::{weighted_loss, Combination, Needs, Setup, StepInput, Strategy},
+    jacobian::weighted_loss,
+    strategy::{Combination, Needs, Setup, StepInput, Strategy},
 };
 use metl_data::rng::{seeded, Rng};
 use rand::Rng as _;
@@ -48,7 +49,7 @@ impl Strategy for Rlw {
     fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
         let eps: Vec<f64> = (0..input.k()).map(|_| self.rng.sample(StandardNormal)).collect();
         let weights = softmax(&eps);
-        Ok(Combination::loss(weighted_loss(input.losses, &weights), weights))
+        Ok(Combination::loss(weighted_loss(input.losses, &weights)?, weights))
     }
 
     /// The random generator.

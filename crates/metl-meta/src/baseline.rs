@@ -263,6 +263,7 @@ impl<B: Model> MetaLearner for Baseline<B> {
     /// One pre-training step on the support sets of `batch` as a mini-batch with global
     /// class labels in `0..C`.
     fn meta_train_step(&mut self, batch: &TaskBatch) -> Result<StepReport> {
+        crate::validate::validate_batch(batch, crate::validate::Targets::Classes, Some(&self.params))?;
         let step = self.outer.steps() + 1;
         let x = batch.support_x.flatten(0, 1);
         let y = batch.support_y.flatten(0, 1);
@@ -288,7 +289,7 @@ impl<B: Model> MetaLearner for Baseline<B> {
 
     /// Fits a fresh head per episode for `steps` epochs (Chen et al.: 100).
     fn adapt_and_evaluate(&self, batch: &TaskBatch, steps: usize) -> Result<QueryOutcome> {
-        crate::validate::validate_batch(batch, crate::validate::Targets::Classes, None)?;
+        crate::validate::validate_batch(batch, crate::validate::Targets::Classes, Some(&self.params))?;
         let logits = self.finetune(batch, steps)?;
         let loss = TaskLoss::CrossEntropy;
         Ok(QueryOutcome {
@@ -298,7 +299,7 @@ impl<B: Model> MetaLearner for Baseline<B> {
     }
 
     fn adapt_and_predict(&self, batch: &TaskBatch, steps: usize) -> Result<Tensor> {
-        crate::validate::validate_batch(batch, crate::validate::Targets::Classes, None)?;
+        crate::validate::validate_batch(batch, crate::validate::Targets::Classes, Some(&self.params))?;
         self.finetune(batch, steps)
     }
 

@@ -43,11 +43,14 @@
 //! they end up as without checkpointing. Needs the plain SGD inner loop (momentum and Adam
 //! carry state from step to step); first-order iterations do not use it.
 
+mod backward;
 mod checkpointed;
 mod delegate;
+mod evaluation;
 pub mod learner;
 mod settings;
 
+pub use backward::MetaLossReport;
 pub(crate) use delegate::delegate_meta_learner;
 pub use learner::Learner;
 pub use settings::{AdaptedParams, FamilySettings, LrRule, MultiStepLoss, OuterOptimizer};
@@ -55,12 +58,11 @@ pub use settings::{AdaptedParams, FamilySettings, LrRule, MultiStepLoss, OuterOp
 use crate::{
     error::{MetaError, Result},
     inner::{InnerLoop, InnerLr, InnerOptimizer, SupportBatches},
-    learner::{QueryOutcome, StepReport},
+    learner::QueryOutcome,
     outer::OuterLoop,
-    validate::validate_batch,
 };
 use metl_data::TaskBatch;
-use metl_models::{optim::zero_grads, Loss, Model, Params};
+use metl_models::{Loss, Model, Params};
 use std::sync::Arc;
 use tch::{Kind, Tensor};
 
@@ -94,22 +96,19 @@ pub(crate) fn check_checkpointing(field: &'static str, checkpointing: bool, firs
     Ok(())
 }
 
-/// `value`, or [`MetaError::NonFiniteLoss`] at meta-iteration `t` when it is not finite.
-fn finite_meta_loss(value: f64, t: u64) -> Result<f64> {
-    if value.is_finite() {
-        Ok(value)
-    } else {
-        Err(MetaError::NonFiniteLoss { what: "meta-loss", value, step: t })
+/// The built-in outer loop over θ and, when they are learned, the inner rates (as
+/// `inner_lr.*`).
+fn outer_loop(params: &Params, lrs: Option<&Params>, settings: &FamilySettings) -> Result<OuterLoop> {
+    let trained = match (lrs, settings.lr) {
+        (Some(lrs), LrRule::PerParameter { .. } | LrRule::PerStep { learned: true, .. }) => {
+            params.merge(&lrs.prefixed("inner_lr"))?
+        }
+        _ => params.shallow_clone(),
+    };
+    match settings.outer_optimizer {
+        OuterOptimizer::Adam => OuterLoop::adam(&trained, settings.outer_lr, settings.schedule),
+        OuterOptimizer::Sgd => OuterLoop::sgd(&trained, settings.outer_lr, settings.schedule),
     }
-}
-
-/// What [`MamlFamily::meta_backward`] reports.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MetaLossReport {
-    /// The meta-loss (mean over tasks).
-    pub loss: f64,
-    /// The mean query accuracy, for classification losses.
-    pub accuracy: Option<f64>,
 }
 
 /// The shared engine of the MAML family; see the module documentation.
@@ -122,6 +121,9 @@ pub struct MamlFamily<M: Model> {
     loss: Arc<dyn Loss>,
     settings: FamilySettings,
     outer: OuterLoop,
+    /// The width of the model's logits, for a classification loss (see
+    /// [`MamlFamily::check_batch`]).
+    classes: std::sync::OnceLock<i64>,
 }
 
 impl<M: Model> std::fmt::Debug for MamlFamily<M> {
@@ -178,17 +180,9 @@ impl<M: Model> MamlFamily<M> {
                 }))
             }
         };
-        let trained = match (&learned_lrs, settings.lr) {
-            (Some(lrs), LrRule::PerParameter { .. } | LrRule::PerStep { learned: true, .. }) => {
-                params.merge(&lrs.prefixed("inner_lr"))?
-            }
-            _ => params.shallow_clone(),
-        };
-        let outer = match settings.outer_optimizer {
-            OuterOptimizer::Adam => OuterLoop::adam(&trained, settings.outer_lr, settings.schedule)?,
-            OuterOptimizer::Sgd => OuterLoop::sgd(&trained, settings.outer_lr, settings.schedule)?,
-        };
-        Ok(Self { model, params, adapted, frozen, learned_lrs, loss, settings, outer })
+        let outer = outer_loop(&params, learned_lrs.as_ref(), &settings)?;
+        let classes = std::sync::OnceLock::new();
+        Ok(Self { model, params, adapted, frozen, learned_lrs, loss, settings, outer, classes })
     }
 
     /// The model.
@@ -399,147 +393,6 @@ impl<M: Model> MamlFamily<M> {
     /// tasks), differentiable with respect to θ, and the per-task query outcome.
     pub fn meta_loss(&self, batch: &TaskBatch) -> Result<(Tensor, QueryOutcome)> {
         self.meta_loss_at(batch, self.outer.steps() + 1, Layout::Batched)
-    }
-
-    /// Back-propagates the meta-loss of `batch` at meta-iteration `t` into the `.grad` of θ
-    /// and the learned rates (zeroed first); returns the meta-loss and the mean query
-    /// accuracy. Nothing is back-propagated when a loss is not finite.
-    fn accumulate_meta_gradient(&self, batch: &TaskBatch, t: u64) -> Result<(f64, Option<f64>)> {
-        zero_grads(self.outer.params());
-        // Each part (the meta-batch, a pass of tasks, or one task) is its share of the
-        // meta-loss, a mean over tasks: `parts` = T / tasks in the part.
-        let result = self.per_layout(batch, |part, layout| {
-            let parts = batch.num_tasks() as f64 / part.num_tasks() as f64;
-            let (value, outcome) = if self.settings.checkpointing && self.second_order_at(t) {
-                self.checkpointed_meta_backward(part, t, layout, parts)?
-            } else {
-                let (loss, outcome) = self.meta_loss_at(part, t, layout)?;
-                let value = finite_meta_loss(loss.double_value(&[]), t)?;
-                (loss / parts).f_backward()?;
-                (value, outcome)
-            };
-            Ok((value / parts, outcome.mean_accuracy().map(|a| a / parts)))
-        });
-        let parts = result.inspect_err(|_| zero_grads(self.outer.params()))?;
-        let total = parts.iter().map(|(value, _)| value).sum();
-        let accuracy = parts.iter().filter_map(|(_, a)| *a).reduce(|a, b| a + b);
-        Ok((total, accuracy))
-    }
-
-    /// The meta-gradient the next meta-training step would apply (before the optimizer),
-    /// with respect to θ and the learned rates (named as in
-    /// [`MamlFamily::meta_parameters`]), and the meta-loss; changes nothing but `.grad`.
-    pub fn meta_gradient(&self, batch: &TaskBatch) -> Result<(f64, Params)> {
-        self.check_batch(batch)?;
-        let (loss, _) = self.accumulate_meta_gradient(batch, self.outer.steps() + 1)?;
-        let params = self.outer.params();
-        let grads = params.map(|_, p| {
-            let g = p.grad();
-            if g.defined() {
-                g.detach().copy()
-            } else {
-                p.detach().zeros_like()
-            }
-        });
-        zero_grads(params);
-        Ok((loss, grads))
-    }
-
-    /// Checks `batch` against the loss's targets and the parameters' device
-    /// ([`crate::validate`]).
-    pub fn check_batch(&self, batch: &TaskBatch) -> Result<()> {
-        validate_batch(batch, self.loss.targets(), Some(&self.params))
-    }
-
-    /// Back-propagates the meta-loss of `batch` into the `.grad` of θ and of the learned
-    /// inner rates (zeroed first), for **your own outer optimizer**: call its `step()`
-    /// next (a `tch::nn::Optimizer` over the `VarStore` that holds θ). The meta-iteration
-    /// is the next one of the built-in outer loop (it matters for MAML++'s schedules);
-    /// nothing else changes. Returns the meta-loss and the mean query accuracy.
-    ///
-    /// ```
-    /// use metl_data::sinusoid::{SinusoidConfig, SinusoidTasks};
-    /// use metl_meta::maml::{Maml, MamlConfig};
-    /// use metl_models::{mlp::MlpConfig, TaskLoss};
-    /// use tch::{nn, nn::OptimizerConfig, Device};
-    ///
-    /// let vs = nn::VarStore::new(Device::Cpu);
-    /// let (mlp, theta) = MlpConfig::new([1, 40, 40, 1]).init(&vs.root()).unwrap();
-    /// let maml = Maml::new(mlp, theta, &vs, TaskLoss::Mse, MamlConfig::default()).unwrap();
-    /// let mut opt = nn::Sgd::default().build(&vs, 1e-3).unwrap(); // yours
-    /// let mut tasks = SinusoidTasks::new(SinusoidConfig::default(), 0);
-    /// let report = maml.meta_backward(&tasks.sample_batch(25, 10, 10, Device::Cpu).unwrap()).unwrap();
-    /// opt.step();
-    /// assert!(report.loss.is_finite());
-    /// ```
-    pub fn meta_backward(&self, batch: &TaskBatch) -> Result<MetaLossReport> {
-        self.check_batch(batch)?;
-        let (loss, accuracy) = self.accumulate_meta_gradient(batch, self.outer.steps() + 1)?;
-        Ok(MetaLossReport { loss, accuracy })
-    }
-
-    /// One outer update; see [`crate::MetaLearner::meta_train_step`].
-    pub fn meta_train_step(&mut self, batch: &TaskBatch) -> Result<StepReport> {
-        self.check_batch(batch)?;
-        let t = self.outer.steps() + 1;
-        let (loss, accuracy) = self.accumulate_meta_gradient(batch, t)?;
-        let outer_lr = self.outer.step()?;
-        Ok(StepReport { step: t, loss, accuracy, outer_lr })
-    }
-
-    /// Adapted weights for evaluation (detached from θ, first order) and the frozen weights,
-    /// laid out for `layout`.
-    pub(crate) fn adapt_detached(
-        &self,
-        batch: &TaskBatch,
-        steps: usize,
-        layout: Layout,
-    ) -> Result<(Params, Params)> {
-        let lrs = self.learned_lrs.as_ref().map(Params::detach);
-        let (start, frozen) = self.detached_start(batch, layout);
-        let support = self.support_sets(batch, steps);
-        let fast =
-            self.adapt(start, &frozen, lrs.as_ref(), &support, 0..steps, false, layout, |_, _| Ok(()))?;
-        Ok((fast.detach(), frozen))
-    }
-
-    pub(crate) fn per_layout<T>(
-        &self,
-        batch: &TaskBatch,
-        mut f: impl FnMut(&TaskBatch, Layout) -> Result<T>,
-    ) -> Result<Vec<T>> {
-        let n = batch.num_tasks();
-        let pass = self.settings.tasks_per_pass;
-        if self.settings.task_batched && (pass == 0 || pass >= n) {
-            Ok(vec![f(batch, Layout::Batched)?])
-        } else if self.settings.task_batched {
-            (0..n).step_by(pass).map(|s| f(&batch.tasks(s, pass.min(n - s)), Layout::Batched)).collect()
-        } else {
-            (0..batch.num_tasks()).map(|i| f(&batch.task(i), Layout::Single)).collect()
-        }
-    }
-
-    /// See [`crate::MetaLearner::adapt_and_evaluate`].
-    pub fn adapt_and_evaluate(&self, batch: &TaskBatch, steps: usize) -> Result<QueryOutcome> {
-        self.check_batch(batch)?;
-        let parts = self.per_layout(batch, |b, layout| {
-            let (fast, frozen) = self.adapt_detached(b, steps, layout)?;
-            tch::no_grad(|| self.outcome(&fast, &frozen, b, steps.saturating_sub(1), layout))
-        })?;
-        let loss = Tensor::cat(&parts.iter().map(|o| &o.loss).collect::<Vec<_>>(), 0);
-        let accuracy =
-            parts.iter().map(|o| o.accuracy.as_ref()).collect::<Option<Vec<_>>>().map(|a| Tensor::cat(&a, 0));
-        Ok(QueryOutcome { loss, accuracy })
-    }
-
-    /// See [`crate::MetaLearner::adapt_and_predict`].
-    pub fn adapt_and_predict(&self, batch: &TaskBatch, steps: usize) -> Result<Tensor> {
-        self.check_batch(batch)?;
-        let parts = self.per_layout(batch, |b, layout| {
-            let (fast, frozen) = self.adapt_detached(b, steps, layout)?;
-            tch::no_grad(|| self.forward(&fast, &frozen, &b.query_x, steps.saturating_sub(1), layout))
-        })?;
-        Ok(Tensor::cat(&parts, 0))
     }
 
     /// θ and the learned rates (as `inner_lr.*`).

@@ -106,6 +106,12 @@ impl<M: Model> MetaSgd<M> {
     pub fn config(&self) -> &MetaSgdConfig {
         &self.config
     }
+
+    /// Moves the learned inner rates into a `VarStore` for your own `tch` optimizer; see
+    /// [`MamlFamily::register_learned_lrs`].
+    pub fn register_learned_lrs(&mut self, path: &tch::nn::Path<'_>) -> Result<usize> {
+        self.family.register_learned_lrs(path)
+    }
 }
 
 delegate_meta_learner!(MetaSgd);

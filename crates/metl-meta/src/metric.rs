@@ -158,7 +158,7 @@ impl<M: Model, C: EpisodeClassifier> MetricLearner<M, C> {
 
     /// Logits `[T, Q, N]` of every query.
     pub fn logits(&self, batch: &TaskBatch, train: bool) -> Result<Tensor> {
-        crate::validate::validate_batch(batch, crate::validate::Targets::Classes, None)?;
+        crate::validate::validate_batch(batch, crate::validate::Targets::Classes, Some(&self.params))?;
         let (support, query) = self.embed(batch, train)?;
         let (labels, _) = one_hot_labels(&batch.support_y, support.kind())?;
         Ok(self.classifier.logits(&support, &labels, &query))

@@ -142,6 +142,24 @@ pub fn validate_batch(batch: &TaskBatch, targets: Targets, params: Option<&Param
     Ok(())
 }
 
+/// Checks that every class index of `batch` (support and query targets, class indices as
+/// [`validate_batch`] with [`Targets::Classes`] accepts them) lies in `0..classes`: the
+/// classes the model scores (the width of its logits) or has been trained on.
+pub fn validate_classes(batch: &TaskBatch, classes: i64) -> Result<()> {
+    for (name, y) in [("support_y", &batch.support_y), ("query_y", &batch.query_y)] {
+        if y.numel() == 0 {
+            continue;
+        }
+        let (min, max) = (y.min().int64_value(&[]), y.max().int64_value(&[]));
+        if min < 0 || max >= classes {
+            return Err(invalid(format!(
+                "{name} has class indices {min}..={max}, but the model scores {classes} classes (0..{classes})"
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

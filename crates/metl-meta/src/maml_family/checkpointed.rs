@@ -36,7 +36,7 @@
 //! forward pass and restored after the backward pass, leaving them as the ordinary path
 //! leaves them.
 
-use super::{finite_meta_loss, Layout, MamlFamily};
+use super::{backward::finite_meta_loss, Layout, MamlFamily};
 use crate::{
     error::{MetaError, Result},
     learner::QueryOutcome,

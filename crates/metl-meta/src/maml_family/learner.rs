@@ -82,6 +82,13 @@ impl<M: Model> Learner<'_, M> {
         })
     }
 
+    /// The family's own loss of the model on the current fast weights, for one task's
+    /// inputs `x` `[B, ...]` and targets `y`: `L(f(x; φ), y)` as the built-in inner loop
+    /// computes it (your closure, or the built-in [`metl_models::TaskLoss`]).
+    pub fn loss(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        Ok(self.family.loss.loss(&self.forward(x, true)?, y))
+    }
+
     /// One inner step on `loss` (a scalar computed from [`Learner::forward`]): `φ ← φ − αʲ ⊙
     /// ∇_φ loss` with the family's inner learning rate(s) for step `j`, keeping the graph
     /// of the gradient for second-order meta-gradients.

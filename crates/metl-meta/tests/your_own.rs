@@ -11,6 +11,7 @@ use metl_meta::{
     evaluate,
     maml::{Maml, MamlConfig},
     maml_family::{FamilySettings, LrRule, MamlFamily, OuterOptimizer},
+    meta_sgd::{MetaSgd, MetaSgdConfig},
     MetaError, MetaLearner,
 };
 use metl_models::{mlp::Mlp, mlp::MlpConfig, Params, TaskLoss};
@@ -78,6 +79,11 @@ fn manual_adapt_steps_give_the_meta_gradient() {
                 learner.adapt(&support.mse_loss(&batch.support_y.get(i), Reduction::Mean)).unwrap();
             }
             assert_eq!(learner.steps(), 3);
+            // The family's own loss on the fast weights is the one written out above.
+            let (qx, qy) = (batch.query_x.get(i), batch.query_y.get(i));
+            let own = learner.loss(&qx, &qy).unwrap();
+            let written = learner.forward(&qx, true).unwrap().mse_loss(&qy, Reduction::Mean);
+            assert!((own - written).abs().double_value(&[]) < 1e-15);
             let query = learner.forward(&batch.query_x.get(i), true).unwrap();
             (query.mse_loss(&batch.query_y.get(i), Reduction::Mean) / 4.0).backward();
         }
@@ -156,4 +162,77 @@ fn bad_batches_are_typed_errors_not_panics() {
         assert!(maml.adapt_and_evaluate(&batch, 1).is_err());
     }
     assert_eq!(maml.steps_taken(), 0);
+}
+
+#[test]
+fn learned_rates_registered_in_the_var_store_train_with_a_tch_optimizer() {
+    let batch = sinusoids(5, 6);
+    let settings = FamilySettings {
+        outer_optimizer: OuterOptimizer::Sgd,
+        ..FamilySettings::basic(2, LrRule::PerParameter { low: 0.005, high: 0.1 }, false, 0.1)
+    };
+    // Both learners draw θ and the rates α from the same seed (under the lock: the rates
+    // come from torch's generator too).
+    let build = || {
+        let _lock = SEED.lock().unwrap_or_else(|e| e.into_inner());
+        tch::manual_seed(7);
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        vs.set_kind(Kind::Double);
+        let (model, theta) = MlpConfig::new([1, 40, 40, 1]).init(&vs.root()).unwrap();
+        let family = MamlFamily::new(model, theta.shallow_clone(), TaskLoss::Mse, settings.clone()).unwrap();
+        (vs, theta, family)
+    };
+    // The built-in outer loop: plain SGD at 0.1 on θ and α ...
+    let (_vs, theta, mut built_in) = build();
+    built_in.meta_train_step(&batch).unwrap();
+    // ... and the user's tch SGD at 0.1 over a VarStore holding θ and (registered) α.
+    let (vs, theta_user, mut family) = build();
+    assert_eq!(family.register_learned_lrs(&(vs.root() / "inner_lr")).unwrap(), 6);
+    assert!(vs.variables().contains_key("inner_lr.layers.0.weight"));
+    let mut opt = nn::Sgd::default().build(&vs, 0.1).unwrap();
+    opt.zero_grad();
+    family.meta_backward(&batch).unwrap();
+    opt.step();
+    assert!(max_diff(&theta, &theta_user) < 1e-12, "θ: {:e}", max_diff(&theta, &theta_user));
+    let (a, b) = (built_in.learned_lrs().unwrap(), family.learned_lrs().unwrap());
+    assert!(max_diff(a, b) < 1e-12, "α: {:e}", max_diff(a, b));
+    assert!(max_diff(a, &b.map(|_, t| t.detach().zeros_like())) > 0.0);
+    // Registering after a step would strand the built-in optimizer's state.
+    let err = built_in.register_learned_lrs(&(vs.root() / "late")).unwrap_err().to_string();
+    assert!(err.contains("before the first meta-training step"), "{err}");
+    // Fixed rates: nothing to register; Meta-SGD's rates: one per adapted tensor.
+    let (vs, model, theta) = mlp(8);
+    let settings = FamilySettings::basic(1, LrRule::Fixed(0.01), false, 0.1);
+    let mut fixed = MamlFamily::new(model, theta, TaskLoss::Mse, settings).unwrap();
+    assert_eq!(fixed.register_learned_lrs(&(vs.root() / "inner_lr")).unwrap(), 0);
+    let (vs, model, theta) = mlp(9);
+    let mut meta_sgd = MetaSgd::new(model, theta, TaskLoss::Mse, MetaSgdConfig::default()).unwrap();
+    assert_eq!(meta_sgd.register_learned_lrs(&(vs.root() / "inner_lr")).unwrap(), 6);
+    assert_eq!(meta_sgd.meta_parameters().len(), 12);
+}
+
+#[test]
+fn meta_backward_at_follows_the_iteration_for_first_order_phases() {
+    let batch = sinusoids(4, 10);
+    // First order for the first 3 meta-iterations, second order afterwards (as MAML++).
+    let phased = FamilySettings {
+        first_order_iterations: 3,
+        ..FamilySettings::basic(2, LrRule::Fixed(0.05), false, 0.1)
+    };
+    let gradient_at = |settings: FamilySettings, iteration: Option<u64>| {
+        let (_vs, model, theta) = mlp(11);
+        let family = MamlFamily::new(model, theta.shallow_clone(), TaskLoss::Mse, settings).unwrap();
+        metl_models::optim::zero_grads(&theta);
+        match iteration {
+            Some(t) => family.meta_backward_at(&batch, t).unwrap(),
+            None => family.meta_backward(&batch).unwrap(),
+        };
+        grads_of(&theta)
+    };
+    let first = gradient_at(FamilySettings::basic(2, LrRule::Fixed(0.05), true, 0.1), None);
+    let second = gradient_at(FamilySettings::basic(2, LrRule::Fixed(0.05), false, 0.1), None);
+    assert!(max_diff(&first, &second) > 1e-6, "the orders must differ for the test to mean anything");
+    assert!(max_diff(&gradient_at(phased.clone(), None), &first) < 1e-12);
+    assert!(max_diff(&gradient_at(phased.clone(), Some(3)), &first) < 1e-12);
+    assert!(max_diff(&gradient_at(phased, Some(4)), &second) < 1e-12);
 }

@@ -1,7 +1,10 @@
 //! Loads Omniglot (from the zips, or from the cache when it is valid) and samples
 //! meta-batches of 5-way 1-shot 15-query episodes, printing the timings.
 //!
-//! `cargo run --release -p metl-data --example omniglot_load -- /path/to/omniglot [--no-cache]`
+//! `cargo run --release -p metl-data --example omniglot_load -- [/path/to/omniglot] [--no-cache]`
+//!
+//! The folder holds `images_background.zip` and `images_evaluation.zip`; without one on the
+//! command line, `$METL_OMNIGLOT_DIR`, else `data/omniglot`.
 
 use metl_data::{
     episode::{EpisodeConfig, EpisodeSampler},
@@ -12,7 +15,10 @@ use tch::Device;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let root = args.iter().find(|a| !a.starts_with("--")).cloned().unwrap_or_else(|| "data/omniglot".into());
+    let root = match args.iter().find(|a| !a.starts_with("--")) {
+        Some(dir) => dir.into(),
+        None => metl_data::omniglot::omniglot_dir("data/omniglot"),
+    };
     let config =
         OmniglotConfig { cache: !args.iter().any(|a| a == "--no-cache"), ..OmniglotConfig::new(root) };
     let omniglot = Arc::new(Omniglot::load(config)?);

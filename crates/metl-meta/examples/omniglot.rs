@@ -140,10 +140,10 @@ struct Args {
     seed: u64,
     #[arg(long, default_value_t = 12345)]
     test_seed: u64,
-    /// The folder with images_background.zip and images_evaluation.zip (`$METL_OMNIGLOT_DIR`
-    /// takes precedence).
-    #[arg(long, default_value = "data/omniglot")]
-    data_dir: PathBuf,
+    /// The folder with images_background.zip and images_evaluation.zip [default:
+    /// $METL_OMNIGLOT_DIR, else data/omniglot]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     #[arg(long, default_value = "cpu")]
     device: String,
     #[arg(long, default_value_t = 2)]
@@ -248,7 +248,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tch::set_num_threads(args.threads);
     tch::manual_seed(args.seed as i64);
 
-    let dir = metl_data::omniglot::omniglot_dir(&args.data_dir);
+    let dir = args.data_dir.clone().unwrap_or_else(|| metl_data::omniglot::omniglot_dir("data/omniglot"));
     let data = Arc::new(Omniglot::load(OmniglotConfig::new(&dir))?);
     let protocol = match r.protocol {
         Protocol::Vinyals => OmniglotProtocol::Vinyals,

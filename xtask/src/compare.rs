@@ -32,7 +32,7 @@ struct Workload {
     metl: &'static [&'static str],
     /// Needs Omniglot.
     omniglot: bool,
-    /// The target ratio against the fastest reference implementation.
+    /// The target ratio against the fastest reference implementation.
     target: &'static str,
 }
 

@@ -119,8 +119,27 @@ pub trait Weighting: Send {
     }
 
     /// The weight of each participating task for Gramian `gramian` (`k × k`, rows in
-    /// `context.tasks` order).
-    fn weights(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>>;
+    /// `context.tasks` order): checks that the Gramian, the tasks and the losses agree
+    /// (an [`MtlError::Shape`] otherwise), calls [`Weighting::weigh`], and checks that it
+    /// returned `k` finite weights ([`MtlError::NonFiniteUpdate`] otherwise). Call this;
+    /// implement `weigh`.
+    fn weights(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>> {
+        context.check(gramian)?;
+        let weights = self.weigh(gramian, context)?;
+        if weights.len() != gramian.n() || weights.iter().any(|w| !w.is_finite()) {
+            return Err(MtlError::NonFiniteUpdate {
+                strategy: self.name(),
+                what: "weights",
+                step: context.step,
+            });
+        }
+        Ok(weights)
+    }
+
+    /// The rule itself: the weights for a Gramian and a context already checked to agree
+    /// (one row, task and loss per participating task, at least one). Called by
+    /// [`Weighting::weights`].
+    fn weigh(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>>;
 
     /// Clip the combined gradient to this ℓ2 norm (Nash-MTL's `max_norm`); default none.
     fn max_norm(&self) -> Option<f64> {
@@ -144,7 +163,6 @@ pub trait Weighting: Send {
         let gramian = gramian_of(jacobian)?;
         let context =
             Context { dim: jacobian.size().get(1).copied().unwrap_or(0) as usize, ..context.clone() };
-        context.check(&gramian)?;
         self.weights(&gramian, &context)
     }
 }
@@ -162,9 +180,7 @@ impl<W: Weighting> Strategy for W {
 
     fn combine(&mut self, input: &StepInput<'_>) -> Result<Combination> {
         let context = Context::of_step(input)?;
-        let gramian = input.gramian()?;
-        context.check(gramian)?;
-        let weights = self.weights(gramian, &context)?;
+        let weights = self.weights(input.gramian()?, &context)?;
         let combination = Combination::weighted(weights);
         Ok(match Weighting::max_norm(self) {
             Some(max_norm) => combination.clipped(max_norm),

@@ -9,7 +9,9 @@ use metl_mtl::{
     backward::{backward, MtlBackward, TaskLosses},
     jacobian::{gramian, jacobian, weighted_loss},
     linalg::Matrix,
+    registry,
     strategies::{
+        gradvac::{GradVac, GradVacConfig},
         imtl_g::{ImtlG, ImtlGConfig},
         mgda::{Mgda, MgdaConfig},
         pcgrad::{PcGrad, PcGradConfig},
@@ -286,4 +288,42 @@ fn strategies_take_a_step_input_built_outside_the_crate() {
         Params::from_named(vec![("f".into(), Tensor::zeros([3], (Kind::Double, Device::Cpu)))]).unwrap();
     assert!(jacobian(&losses, &frozen).is_err(), "a parameter that does not require a gradient");
     assert!(matches!(weighted_loss(&losses, &[1.0]), Err(MtlError::Shape(_))));
+}
+
+#[test]
+fn weightings_reject_bad_gramians_and_contexts_without_panicking() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let setup = Setup { num_tasks: 3, path: vs.root(), seed: 0 };
+    let three = Matrix::from_rows(&[vec![1.0, 0.0, 0.0], vec![0.0, 1.0, 0.0], vec![0.0, 0.0, 1.0]]).unwrap();
+    let two_losses = Context::new(vec![1.0, 1.0]);
+    let mut gradvac = GradVac::new(&GradVacConfig::default(), &setup).unwrap();
+    assert!(matches!(gradvac.weights(&three, &two_losses), Err(MtlError::Shape(_))));
+    let mut mgda = Mgda::new(&MgdaConfig::default()).unwrap();
+    assert!(matches!(mgda.weights(&three, &Context::new(vec![])), Err(MtlError::Shape(_))));
+    let outside = Context { tasks: vec![0, 1, 5], ..Context::new(vec![1.0; 3]) };
+    assert!(matches!(mgda.weights(&three, &outside), Err(MtlError::Shape(_))));
+    // Every gradient strategy of the registry on non-finite gradients, called directly:
+    // an error or weights, never a panic.
+    let w = Tensor::zeros([2], (Kind::Double, Device::Cpu)).set_requires_grad(true);
+    let shared = Params::from_named(vec![("w".into(), w.shallow_clone())]).unwrap();
+    let losses = [w.sum(Kind::Double) + 1.0, w.sum(Kind::Double) + 2.0];
+    for info in metl_mtl::STRATEGIES {
+        let mut strategy =
+            registry::build(info.name, &Setup { num_tasks: 2, path: vs.root() / info.name, seed: 0 })
+                .unwrap();
+        let needs = strategy.needs();
+        if needs.gradients != Some(metl_mtl::GradientSpace::Parameters)
+            || needs.samples != 1
+            || needs.validation
+        {
+            continue;
+        }
+        for bad in [f64::NAN, f64::INFINITY] {
+            let j = Tensor::from_slice(&[1.0, bad, 0.5, 1.0]).view([2, 2]);
+            let input = StepInput::new(1, &losses, &shared).unwrap().with_jacobian(j);
+            if let Ok(c) = strategy.combine(&input) {
+                assert_eq!(c.weights.len(), 2, "{}", info.name);
+            }
+        }
+    }
 }

@@ -79,7 +79,7 @@ impl Weighting for AlignedMtl {
         self.config.space
     }
 
-    fn weights(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
+    fn weigh(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
         Ok(aligned_weights(gramian))
     }
 }

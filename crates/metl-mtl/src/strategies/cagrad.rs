@@ -125,7 +125,7 @@ impl Weighting for CaGrad {
         self.config.space
     }
 
-    fn weights(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
+    fn weigh(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
         Ok(cagrad_weights(gramian, self.config.c, self.config.rescale))
     }
 }

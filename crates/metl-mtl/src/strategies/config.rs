@@ -71,7 +71,7 @@ impl Weighting for ConFig {
         self.config.space
     }
 
-    fn weights(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>> {
+    fn weigh(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>> {
         let width = context.dim;
         Ok(config_weights(gramian, width))
     }

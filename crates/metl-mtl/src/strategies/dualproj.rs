@@ -47,7 +47,7 @@ impl Weighting for DualProj {
         self.config.space
     }
 
-    fn weights(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
+    fn weigh(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
         Ok(dualproj_weights(gramian, &self.config))
     }
 }

@@ -115,7 +115,7 @@ impl Weighting for FairGrad {
         self.config.space
     }
 
-    fn weights(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
+    fn weigh(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
         Ok(fairgrad_weights(gramian, self.config.alpha))
     }
 }

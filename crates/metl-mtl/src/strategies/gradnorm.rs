@@ -80,7 +80,7 @@ impl Weighting for GradNorm {
         self.config.space
     }
 
-    fn weights(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>> {
+    fn weigh(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>> {
         let t = self.initial.len() as f64;
         tch::no_grad(|| -> Result<()> {
             let clamped = self.weights.f_clamp_min(1e-6)?;

@@ -74,7 +74,7 @@ impl Weighting for GradVac {
         self.config.space
     }
 
-    fn weights(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>> {
+    fn weigh(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>> {
         let g = gramian;
         let n = g.n();
         let norms: Vec<f64> = g.diag().iter().map(|d| d.max(0.0).sqrt()).collect();

@@ -50,7 +50,7 @@ impl Weighting for Imtl {
         self.config.space
     }
 
-    fn weights(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>> {
+    fn weigh(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>> {
         let (s, e) = ImtlL::scales(&self.scale, &context.tasks)?;
         // The scales' own gradient: ∂ Σᵢ (e^{sᵢ}Lᵢ − sᵢ) / ∂sᵢ.
         let values = Tensor::from_slice(&context.losses).to_kind(s.kind()).to_device(s.device());

@@ -60,7 +60,7 @@ impl Weighting for ImtlG {
         self.config.space
     }
 
-    fn weights(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
+    fn weigh(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
         Ok(imtl_g_weights(gramian))
     }
 }

@@ -103,7 +103,7 @@ impl Weighting for Mgda {
         self.config.space
     }
 
-    fn weights(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>> {
+    fn weigh(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>> {
         let g = gramian;
         let norms: Vec<f64> = g.diag().iter().map(|d| d.max(0.0).sqrt()).collect();
         let n: Vec<f64> = match self.config.normalization {

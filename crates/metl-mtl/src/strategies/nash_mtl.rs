@@ -295,7 +295,7 @@ impl Weighting for NashMtl {
         self.config.space
     }
 
-    fn weights(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>> {
+    fn weigh(&mut self, gramian: &Matrix, context: &Context) -> Result<Vec<f64>> {
         let recompute = self.steps % self.config.update_weights_every == 0;
         self.steps += 1;
         let start: Vec<f64> = context.tasks.iter().map(|&t| self.alpha[t]).collect();

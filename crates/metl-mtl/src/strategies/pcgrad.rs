@@ -74,7 +74,7 @@ impl Weighting for PcGrad {
         self.config.space
     }
 
-    fn weights(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
+    fn weigh(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
         let g = gramian;
         let rng = &mut self.rng;
         let weights = pcgrad_weights(g, |i| {

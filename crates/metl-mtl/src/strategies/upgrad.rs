@@ -88,7 +88,7 @@ impl Weighting for UpGrad {
         self.config.space
     }
 
-    fn weights(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
+    fn weigh(&mut self, gramian: &Matrix, _context: &Context) -> Result<Vec<f64>> {
         Ok(upgrad_weights(gramian, &self.config))
     }
 }

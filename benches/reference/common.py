@@ -83,6 +83,14 @@ def mean_ci95(values):
     return float(v.mean()), float(1.96 * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
 
 
+def add_data_dir(p):
+    """`--data-dir`: the folder of Omniglot's two zips; default $METL_OMNIGLOT_DIR, else
+    data/omniglot (as metl's own tools)."""
+    default = os.environ.get("METL_OMNIGLOT_DIR") or "data/omniglot"
+    p.add_argument("--data-dir", default=default,
+                   help="folder of the two Omniglot zips (default: $METL_OMNIGLOT_DIR, else data/omniglot)")
+
+
 def omniglot(data_dir, size=28):
     """Omniglot's two official zips as {alphabet/character: uint8 [20, size, size]} per set,
     resized with Pillow's Lanczos filter (the usual 28x28 preprocessing), cached as .npz in

@@ -65,7 +65,7 @@ def main():
     p = common.parser(__doc__.splitlines()[0], warmup=2, window=5)
     p.add_argument("--impl", choices=["func", "vmap", "l2l"], default="func")
     p.add_argument("--first-order", action="store_true")
-    p.add_argument("--data-dir", default="data/omniglot", help="folder of the two Omniglot zips")
+    common.add_data_dir(p)
     p.add_argument("--meta-batch", type=int, default=32)
     p.add_argument("--ways", type=int, default=5)
     p.add_argument("--shots", type=int, default=1)

@@ -22,7 +22,7 @@ def logits(net, xs, xq, ways, shots):
 
 def main():
     p = common.parser(__doc__.splitlines()[0], warmup=10, window=50)
-    p.add_argument("--data-dir", default="data/omniglot", help="folder of the two Omniglot zips")
+    common.add_data_dir(p)
     p.add_argument("--ways", type=int, default=60)
     p.add_argument("--shots", type=int, default=5)
     p.add_argument("--queries", type=int, default=5)

@@ -21,7 +21,7 @@ pub fn apply_overrides(table: &mut Table, overrides: &[String]) -> anyhow::Resul
     for item in overrides {
         let (key, value) = item
             .split_once('=')
-            .ok_or_else(|| bad_input(format!("--set {item}: expected key=value, e.g. meta.inner_lr=0.4")))?;
+            .ok_or_else(|| bad_input(format!("--set {item}: expected key=value, e.g. meta.maml.inner_lr=0.4")))?;
         let parts: Vec<&str> = key.trim().split('.').collect();
         if parts.iter().any(|p| p.is_empty()) {
             return Err(bad_input(format!("--set {item}: `{key}` is not a dotted field name")));

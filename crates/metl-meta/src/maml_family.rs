@@ -140,6 +140,30 @@ impl<M: Model> MamlFamily<M> {
     /// The engine over `model` with meta-parameters `params` (leaf tensors) and any
     /// [`Loss`]: a built-in [`metl_models::TaskLoss`], a closure
     /// `|prediction, target| -> Tensor`, or a type of your own.
+    ///
+    /// The named members ([`Maml`](crate::maml::Maml), ...) are this engine with fixed
+    /// settings; build it yourself for a combination they do not offer. It is a
+    /// [`MetaLearner`](crate::MetaLearner) like them:
+    ///
+    /// ```
+    /// use metl_data::sinusoid::{SinusoidConfig, SinusoidTasks};
+    /// use metl_meta::maml_family::{FamilySettings, LrRule, MamlFamily};
+    /// use metl_meta::MetaLearner;
+    /// use metl_models::mlp::MlpConfig;
+    /// use tch::{nn, Device, Reduction, Tensor};
+    ///
+    /// let vs = nn::VarStore::new(Device::Cpu);
+    /// let (mlp, theta) = MlpConfig::new([1, 40, 40, 1]).init(&vs.root()).unwrap();
+    /// // Second-order MAML with 5 inner steps, an L1 loss and learned per-step rates.
+    /// let settings = FamilySettings::basic(5, LrRule::PerStep { init: 0.01, learned: true }, false, 1e-3);
+    /// let l1 = |p: &Tensor, y: &Tensor| p.l1_loss(y, Reduction::Mean);
+    /// let mut family = MamlFamily::new(mlp, theta, l1, settings).unwrap();
+    /// let mut tasks = SinusoidTasks::new(SinusoidConfig::default(), 0);
+    /// family.meta_train_step(&tasks.sample_batch(4, 10, 10, Device::Cpu).unwrap()).unwrap();
+    /// let test = [tasks.sample_batch(4, 10, 20, Device::Cpu).unwrap()];
+    /// let results = metl_meta::evaluate(&family, test, &[0, 5]).unwrap();
+    /// assert_eq!((results[1].steps, family.steps_taken()), (5, 1));
+    /// ```
     pub fn new(
         model: M,
         params: Params,

@@ -19,9 +19,9 @@ pub fn parse_override_value(text: &str) -> Value {
 /// Applies `key.path=value` overrides to a parsed TOML table, creating tables as needed.
 pub fn apply_overrides(table: &mut Table, overrides: &[String]) -> anyhow::Result<()> {
     for item in overrides {
-        let (key, value) = item
-            .split_once('=')
-            .ok_or_else(|| bad_input(format!("--set {item}: expected key=value, e.g. meta.maml.inner_lr=0.4")))?;
+        let (key, value) = item.split_once('=').ok_or_else(|| {
+            bad_input(format!("--set {item}: expected key=value, e.g. meta.maml.inner_lr=0.4"))
+        })?;
         let parts: Vec<&str> = key.trim().split('.').collect();
         if parts.iter().any(|p| p.is_empty()) {
             return Err(bad_input(format!("--set {item}: `{key}` is not a dotted field name")));

@@ -12,8 +12,10 @@
 //!   variants; non-trainable state (batch-norm running statistics) are the model's
 //!   *buffers*.
 //! - Backbones: [`mlp`], [`conv4`], [`resnet12`]; heads: [`head`]; a backbone with a head:
-//!   [`Classifier`]; any `nn.Sequential`-like stack from a builder: [`sequential`]. [`batch_norm`] in its three modes (batch statistics, running
+//!   [`Classifier`]. [`batch_norm`] in its three modes (batch statistics, running
 //!   statistics, MAML++'s per-step statistics).
+//! - [`sequential`]: any `nn.Sequential`-like stack of linear, convolution, batch-norm,
+//!   activation and pooling layers from a builder, as a ready [`Model`] ([`Sequential`]).
 //! - [`batching`]: the memory format and task chunking of convolutional passes (speed only).
 //! - [`staged`]: a backbone as a sequence of stages, for architectures acting between layers.
 //! - [`multitask`]: [`MultiTaskModel`] (shared and task-specific parameters, shared
@@ -85,4 +87,5 @@ pub use loss::{Loss, TaskLoss};
 pub use model::{Mode, Model};
 pub use multitask::{HardSharing, MultiTaskModel};
 pub use params::{Params, ParamsBuilder};
+pub use sequential::Sequential;
 pub use staged::StagedModel;

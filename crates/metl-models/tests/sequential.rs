@@ -5,19 +5,19 @@
 
 mod common;
 
-use common::{assert_close, assert_params_close, device, distinct_task_params, rand, tolerance, var_store};
+use common::{
+    assert_close, check_against_loop, check_second_order, device, distinct_task_params, rand, var_store,
+    TASKS,
+};
 use metl_models::{
     conv4::Conv4Config,
     gradcheck::{check_gradients, GradCheckConfig},
     head::LinearHead,
     mlp::MlpConfig,
-    model::{forward_tasks_looped, forward_tasks_looped_at_step},
     sequential::{ConvOptions, Sequential, SequentialBuilder},
-    BatchNormConfig, Classifier, Model, ModelError, Params, TaskLoss,
+    BatchNormConfig, Classifier, Model, ModelError, Params,
 };
 use tch::{Kind, Reduction, Tensor};
-
-const TASKS: usize = 3;
 
 /// `theta` renamed by `rename` (every name must map), as fresh leaves of the same values.
 fn renamed(theta: &Params, rename: impl Fn(&str) -> String) -> Params {
@@ -121,50 +121,6 @@ fn a_built_conv4_is_metls_conv4_with_a_linear_head() {
     }
 }
 
-/// Outputs agree between `forward_tasks_at_step` and the loop, and (with `grads`) the
-/// gradients of a random linear functional of them; both leave the same buffers.
-fn check_against_loop(model: &Sequential, theta: &Params, x: &Tensor, train: bool, step: usize, grads: bool) {
-    let stacked = distinct_task_params(theta, TASKS);
-    let (batched_model, looped_model) = (model.clone(), model.clone());
-    let batched = batched_model.forward_tasks_at_step(&stacked, x, train, step);
-    let looped = forward_tasks_looped_at_step(&looped_model, &stacked, x, train, step);
-    let tol = tolerance(theta.kind());
-    let context = format!("train = {train}, step = {step}, {:?}", theta.kind());
-    assert_close(&batched, &looped, tol, &format!("outputs ({context})"));
-    if grads {
-        let w = Tensor::randn_like(&looped);
-        let grads_batched = stacked.grads(&(&batched * &w).sum(theta.kind()), false).unwrap();
-        let grads_looped = stacked.grads(&(&looped * &w).sum(theta.kind()), false).unwrap();
-        assert_params_close(&grads_batched, &grads_looped, tol, &format!("gradients ({context})"));
-    }
-    let (b, l) = (batched_model.buffers(), looped_model.buffers());
-    for ((name, bt), lt) in b.iter().zip(l.tensors()) {
-        assert_close(bt, lt, tol, &format!("buffer {name} ({context})"));
-    }
-}
-
-/// The meta-gradient of the query loss after one differentiable inner SGD step, task-batched
-/// versus per task.
-fn check_second_order(model: &Sequential, theta: &Params, support: &Tensor, query: &Tensor, labels: &Tensor) {
-    let kind = theta.kind();
-    let meta_grad = |batched: bool| {
-        let theta = theta.detached_leaves();
-        let run = |p: &Params, x: &Tensor| {
-            if batched {
-                model.forward_tasks(p, x, true)
-            } else {
-                forward_tasks_looped(model, p, x, true)
-            }
-        };
-        let fast = theta.expand_tasks(TASKS);
-        let inner = TaskLoss::CrossEntropy.per_task(&run(&fast, support), labels).sum(kind);
-        let fast = fast.sgd(&fast.grads(&inner, true).unwrap(), 0.4).unwrap();
-        let outer = TaskLoss::CrossEntropy.per_task(&run(&fast, query), labels).mean(kind);
-        theta.grads(&outer, false).unwrap()
-    };
-    assert_params_close(&meta_grad(true), &meta_grad(false), tolerance(kind), "meta-gradient");
-}
-
 fn labels(ways: i64) -> Tensor {
     Tensor::arange(ways, (Kind::Int64, device())).repeat([TASKS as i64, 1])
 }
@@ -199,7 +155,12 @@ fn conv_stack_matches_loop_first_and_second_order() {
                 check_against_loop(&net, &theta, &x, train, step, grads);
             }
             if grads && bn == BatchNormConfig::batch() {
-                check_second_order(&net, &theta, &x, &rand(&[TASKS as i64, 4, 2, 12, 12], kind), &labels(4));
+                check_second_order(
+                    &net,
+                    &theta,
+                    (&x, &labels(4)),
+                    (&rand(&[TASKS as i64, 4, 2, 12, 12], kind), &labels(4)),
+                );
             }
         }
     }
@@ -228,7 +189,12 @@ fn mlp_stack_with_batch_norm_1d_matches_loop_first_and_second_order() {
                 check_against_loop(&net, &theta, &x, train, step, kind == Kind::Double);
             }
             if kind == Kind::Double {
-                check_second_order(&net, &theta, &x, &rand(&[TASKS as i64, 4, 3], kind), &labels(4));
+                check_second_order(
+                    &net,
+                    &theta,
+                    (&x, &labels(4)),
+                    (&rand(&[TASKS as i64, 4, 3], kind), &labels(4)),
+                );
             }
         }
     }

@@ -14,75 +14,15 @@
 
 mod common;
 
-use common::{assert_close, assert_params_close, distinct_task_params, rand, tolerance, var_store};
+use common::{check_against_loop, check_second_order, rand, var_store, TASKS};
 use metl_models::{
     conv4::{Conv4, Conv4Config},
     head::{CosineHead, CosineHeadConfig, LinearHead},
     mlp::{Activation, MlpConfig},
-    model::{forward_tasks_looped, forward_tasks_looped_at_step},
     resnet12::ResNet12Config,
-    BatchNormConfig, Classifier, Model, Params, TaskLoss,
+    BatchNormConfig, Classifier, Model, Params,
 };
 use tch::{Kind, Tensor};
-
-const TASKS: usize = 3;
-
-/// Outputs agree between `forward_tasks_at_step` and the loop (and, with `grads`, the
-/// gradients of a random linear functional of them with respect to distinct task
-/// parameters), and both paths leave the same batch-norm buffers.
-fn check_against_loop<M: Model + Clone>(
-    model: &M,
-    theta: &Params,
-    x: &Tensor,
-    train: bool,
-    step: usize,
-    grads: bool,
-) {
-    let stacked = distinct_task_params(theta, TASKS);
-    let (batched_model, looped_model) = (model.clone(), model.clone());
-    let batched = batched_model.forward_tasks_at_step(&stacked, x, train, step);
-    let looped = forward_tasks_looped_at_step(&looped_model, &stacked, x, train, step);
-    let tol = tolerance(theta.kind());
-    let context = format!("train = {train}, step = {step}, {:?}", theta.kind());
-    assert_close(&batched, &looped, tol, &format!("outputs ({context})"));
-    if grads {
-        let w = Tensor::randn_like(&looped);
-        let grads_batched = stacked.grads(&(&batched * &w).sum(theta.kind()), false).unwrap();
-        let grads_looped = stacked.grads(&(&looped * &w).sum(theta.kind()), false).unwrap();
-        assert_params_close(&grads_batched, &grads_looped, tol, &format!("gradients ({context})"));
-    }
-    let (b, l) = (batched_model.buffers(), looped_model.buffers());
-    for ((name, bt), lt) in b.iter().zip(l.tensors()) {
-        assert_close(bt, lt, tol, &format!("buffer {name} ({context})"));
-    }
-}
-
-/// The meta-gradient of the query loss after one differentiable inner SGD step, task-batched
-/// versus per task.
-fn check_second_order<M: Model>(
-    model: &M,
-    theta: &Params,
-    support: (&Tensor, &Tensor),
-    query: (&Tensor, &Tensor),
-) {
-    let kind = theta.kind();
-    let meta_grad = |batched: bool| {
-        let theta = theta.detached_leaves();
-        let run = |p: &Params, x: &Tensor| {
-            if batched {
-                model.forward_tasks(p, x, true)
-            } else {
-                forward_tasks_looped(model, p, x, true)
-            }
-        };
-        let fast = theta.expand_tasks(TASKS);
-        let inner = TaskLoss::CrossEntropy.per_task(&run(&fast, support.0), support.1).sum(kind);
-        let fast = fast.sgd(&fast.grads(&inner, true).unwrap(), 0.4).unwrap();
-        let outer = TaskLoss::CrossEntropy.per_task(&run(&fast, query.0), query.1).mean(kind);
-        theta.grads(&outer, false).unwrap()
-    };
-    assert_params_close(&meta_grad(true), &meta_grad(false), tolerance(kind), "meta-gradient");
-}
 
 fn conv4_classifier(config: Conv4Config, kind: Kind) -> (Classifier<Conv4, LinearHead>, Params) {
     let vs = var_store(kind);

@@ -1,12 +1,18 @@
-//! Helpers shared by the integration tests: the device under test, tolerances, and
-//! task-stacked parameters.
+//! Helpers shared by the integration tests: the device under test, tolerances,
+//! task-stacked parameters, and the comparisons of task-batched passes with the per-task loop.
 //!
 //! Every integration test runs on the device named by `METL_TEST_DEVICE` (`cpu`, the
 //! default, or `cuda`), so that `cargo xtask gpu-check` runs the same tests on a GPU.
 #![allow(dead_code)]
 
-use metl_models::Params;
+use metl_models::{
+    model::{forward_tasks_looped, forward_tasks_looped_at_step},
+    Model, Params, TaskLoss,
+};
 use tch::{Device, Kind, Tensor};
+
+/// Tasks per task-stacked pass in the comparisons with the per-task loop.
+pub const TASKS: usize = 3;
 
 /// The device under test: `METL_TEST_DEVICE` = `cpu` (default) or `cuda`.
 ///
@@ -102,4 +108,61 @@ pub fn distinct_task_params(theta: &Params, tasks: usize) -> Params {
 /// A random tensor of `shape` on the device under test.
 pub fn rand(shape: &[i64], kind: Kind) -> Tensor {
     Tensor::randn(shape, (kind, device()))
+}
+
+/// Outputs agree between `forward_tasks_at_step` and the loop (and, with `grads`, the
+/// gradients of a random linear functional of them with respect to distinct task
+/// parameters), and both paths leave the same batch-norm buffers.
+pub fn check_against_loop<M: Model + Clone>(
+    model: &M,
+    theta: &Params,
+    x: &Tensor,
+    train: bool,
+    step: usize,
+    grads: bool,
+) {
+    let stacked = distinct_task_params(theta, TASKS);
+    let (batched_model, looped_model) = (model.clone(), model.clone());
+    let batched = batched_model.forward_tasks_at_step(&stacked, x, train, step);
+    let looped = forward_tasks_looped_at_step(&looped_model, &stacked, x, train, step);
+    let tol = tolerance(theta.kind());
+    let context = format!("train = {train}, step = {step}, {:?}", theta.kind());
+    assert_close(&batched, &looped, tol, &format!("outputs ({context})"));
+    if grads {
+        let w = Tensor::randn_like(&looped);
+        let grads_batched = stacked.grads(&(&batched * &w).sum(theta.kind()), false).unwrap();
+        let grads_looped = stacked.grads(&(&looped * &w).sum(theta.kind()), false).unwrap();
+        assert_params_close(&grads_batched, &grads_looped, tol, &format!("gradients ({context})"));
+    }
+    let (b, l) = (batched_model.buffers(), looped_model.buffers());
+    for ((name, bt), lt) in b.iter().zip(l.tensors()) {
+        assert_close(bt, lt, tol, &format!("buffer {name} ({context})"));
+    }
+}
+
+/// The meta-gradient of the query loss after one differentiable inner SGD step, task-batched
+/// versus per task.
+pub fn check_second_order<M: Model>(
+    model: &M,
+    theta: &Params,
+    support: (&Tensor, &Tensor),
+    query: (&Tensor, &Tensor),
+) {
+    let kind = theta.kind();
+    let meta_grad = |batched: bool| {
+        let theta = theta.detached_leaves();
+        let run = |p: &Params, x: &Tensor| {
+            if batched {
+                model.forward_tasks(p, x, true)
+            } else {
+                forward_tasks_looped(model, p, x, true)
+            }
+        };
+        let fast = theta.expand_tasks(TASKS);
+        let inner = TaskLoss::CrossEntropy.per_task(&run(&fast, support.0), support.1).sum(kind);
+        let fast = fast.sgd(&fast.grads(&inner, true).unwrap(), 0.4).unwrap();
+        let outer = TaskLoss::CrossEntropy.per_task(&run(&fast, query.0), query.1).mean(kind);
+        theta.grads(&outer, false).unwrap()
+    };
+    assert_params_close(&meta_grad(true), &meta_grad(false), tolerance(kind), "meta-gradient");
 }

@@ -121,6 +121,17 @@ impl Net {
         let heads = (0..2).map(|t| nn::linear(root / "heads" / t, 4, 1, Default::default())).collect();
         Self { trunk, heads }
     }
+
+    /// Each task's mean squared error on `x` against its targets `y`.
+    fn losses(&self, x: &Tensor, y: &[Tensor]) -> Vec<Tensor> {
+        let z = self.trunk.forward(x);
+        self.heads.iter().zip(y).map(|(h, t)| z.apply(h).mse_loss(t, Reduction::Mean)).collect()
+    }
+
+    /// [`Net::losses`] as numbers, without recording gradients.
+    fn test_mse(&self, x: &Tensor, y: &[Tensor]) -> Vec<f64> {
+        tch::no_grad(|| self.losses(x, y).iter().map(|l| l.double_value(&[])).collect())
+    }
 }
 
 #[test]
@@ -140,22 +151,11 @@ fn pcgrad_and_upgrad_in_a_users_own_loop_with_a_tch_optimizer() {
         let specific = [heads.sub("heads.0"), heads.sub("heads.1")];
         let mut opt = nn::Sgd { momentum: 0.9, ..Default::default() }.build(&vs, 0.02).unwrap();
         let (test_x, test_y) = two_tasks(1000);
-        let mse = |net: &Net| -> Vec<f64> {
-            tch::no_grad(|| {
-                let z = net.trunk.forward(&test_x);
-                net.heads
-                    .iter()
-                    .zip(&test_y)
-                    .map(|(h, y)| z.apply(h).mse_loss(y, Reduction::Mean).double_value(&[]))
-                    .collect()
-            })
-        };
+        let mse = |net: &Net| net.test_mse(&test_x, &test_y);
         let before = mse(&net);
         for step in 1..=300 {
             let (x, y) = two_tasks(64);
-            let z = net.trunk.forward(&x);
-            let losses: Vec<Tensor> =
-                net.heads.iter().zip(&y).map(|(h, t)| z.apply(h).mse_loss(t, Reduction::Mean)).collect();
+            let losses = net.losses(&x, &y);
             opt.zero_grad();
             let report = MtlBackward::new(&shared, &specific)
                 .run(strategy.as_mut(), &[TaskLosses::all(losses)], step, None)
@@ -182,22 +182,11 @@ fn fit(mut update: impl FnMut(&nn::VarStore, &[Tensor], u64)) -> (Vec<f64>, Vec<
     let net = Net::new(&vs.root());
     let mut opt = nn::Adam::default().build(&vs, 1e-2).unwrap();
     let (test_x, test_y) = two_tasks(1000);
-    let mse = |net: &Net| -> Vec<f64> {
-        tch::no_grad(|| {
-            let z = net.trunk.forward(&test_x);
-            net.heads
-                .iter()
-                .zip(&test_y)
-                .map(|(h, y)| z.apply(h).mse_loss(y, Reduction::Mean).double_value(&[]))
-                .collect()
-        })
-    };
+    let mse = |net: &Net| net.test_mse(&test_x, &test_y);
     let before = mse(&net);
     for step in 1..=300 {
         let (x, y) = two_tasks(64);
-        let z = net.trunk.forward(&x);
-        let losses: Vec<Tensor> =
-            net.heads.iter().zip(&y).map(|(h, t)| z.apply(h).mse_loss(t, Reduction::Mean)).collect();
+        let losses = net.losses(&x, &y);
         opt.zero_grad();
         update(&vs, &losses, step);
         opt.step();

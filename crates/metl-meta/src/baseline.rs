@@ -322,4 +322,9 @@ impl<B: Model> MetaLearner for Baseline<B> {
     fn outer_lr(&self) -> f64 {
         self.outer.lr()
     }
+
+    fn set_collective(&mut self, collective: std::sync::Arc<dyn metl_dist::Collective>) -> Result<()> {
+        self.outer.set_collective(collective, self.backbone.buffers());
+        Ok(())
+    }
 }

@@ -34,6 +34,18 @@ pub enum MetaError {
     /// A data-layer failure.
     #[error(transparent)]
     Data(#[from] metl_data::DataError),
+    /// A collective of a data-parallel run failed (a peer died, a timeout, diverged state).
+    #[error("data-parallel training: {0}")]
+    Dist(#[from] metl_dist::DistError),
+    /// The learner cannot do what was asked (e.g. data-parallel training for a learner that
+    /// does not implement it).
+    #[error("{learner}: {reason}")]
+    Unsupported {
+        /// The learner.
+        learner: String,
+        /// Why not.
+        reason: String,
+    },
     /// A tensor operation failed.
     #[error("tensor operation failed: {0}")]
     Tensor(#[from] tch::TchError),

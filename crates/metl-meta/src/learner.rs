@@ -77,6 +77,22 @@ pub trait MetaLearner {
     /// The outer learning rate the next step will use.
     fn outer_lr(&self) -> f64;
 
+    /// Makes the learner data-parallel over the ranks of `collective`: each rank calls
+    /// [`MetaLearner::meta_train_step`] with its own equal share of every meta-batch, and
+    /// the outer update averages the meta-gradients over the ranks (and the model's
+    /// buffers after it), so all ranks keep identical states — those of one process
+    /// stepping on the whole meta-batch. The ranks must start from the same state (the
+    /// runner broadcasts rank 0's [`MetaLearner::state`]).
+    ///
+    /// The default, for learners outside metl that do not implement it, is an error.
+    fn set_collective(&mut self, collective: std::sync::Arc<dyn metl_dist::Collective>) -> Result<()> {
+        let _ = collective;
+        Err(crate::MetaError::Unsupported {
+            learner: std::any::type_name::<Self>().to_owned(),
+            reason: "does not implement data-parallel training (MetaLearner::set_collective)".into(),
+        })
+    }
+
     /// Writes [`MetaLearner::state`] to a safetensors file, atomically.
     fn save(&self, path: &Path) -> Result<()> {
         Ok(self.state().save_safetensors(path)?)

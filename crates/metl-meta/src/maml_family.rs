@@ -239,6 +239,14 @@ impl<M: Model> MamlFamily<M> {
         &self.outer
     }
 
+    /// Averages every outer update over the ranks of `collective` (see
+    /// [`crate::MetaLearner::set_collective`]); for a loop of your own, average the
+    /// gradients [`MamlFamily::meta_backward`] leaves yourself.
+    pub fn set_collective(&mut self, collective: std::sync::Arc<dyn metl_dist::Collective>) {
+        let buffers = self.model.buffers();
+        self.outer.set_collective(collective, buffers);
+    }
+
     /// The outer loop, mutably (for learners with their own outer update).
     pub(crate) fn outer_mut(&mut self) -> &mut OuterLoop {
         &mut self.outer

@@ -218,4 +218,9 @@ impl<M: Model, C: EpisodeClassifier> MetaLearner for MetricLearner<M, C> {
     fn outer_lr(&self) -> f64 {
         self.outer.lr()
     }
+
+    fn set_collective(&mut self, collective: std::sync::Arc<dyn metl_dist::Collective>) -> Result<()> {
+        self.outer.set_collective(collective, self.model.buffers());
+        Ok(())
+    }
 }

@@ -2,11 +2,13 @@
 //! learning-rate schedule, the step count, and the checkpoint state of all three.
 
 use crate::error::{MetaError, Result};
+use metl_dist::Collective;
 use metl_models::{
     optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig},
     Model, Params,
 };
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use tch::{Kind, Tensor};
 
 /// How the outer learning rate changes with the meta-training step `t` (1-based).
@@ -100,12 +102,25 @@ pub(crate) fn check_lr(field: &'static str, lr: f64) -> Result<()> {
 /// rate. [`OuterLoop::state`] and [`OuterLoop::load_state`] save and restore the
 /// meta-parameters, the optimizer's moments and the step count together, so that a resumed
 /// run continues exactly as an uninterrupted one.
+///
+/// Data-parallel: with a collective of N ranks ([`OuterLoop::set_collective`]), each rank
+/// accumulates the gradient of its own share of the meta-batch (the mean over its tasks);
+/// [`OuterLoop::step`] replaces it by the mean over the ranks — with equal shares, the
+/// gradient of the mean over the whole meta-batch — before the update, so every rank takes
+/// the same step, and averages the model's buffers (batch-norm running statistics) after it.
 pub struct OuterLoop {
     params: Params,
     optimizer: Box<dyn Optimizer>,
     base_lr: f64,
     schedule: LrSchedule,
     steps: u64,
+    data_parallel: Option<DataParallel>,
+}
+
+/// The group an outer loop averages over, and the buffers it keeps equal.
+struct DataParallel {
+    collective: Arc<dyn Collective>,
+    buffers: Params,
 }
 
 impl std::fmt::Debug for OuterLoop {
@@ -132,7 +147,30 @@ impl OuterLoop {
     }
 
     fn with(params: &Params, optimizer: Box<dyn Optimizer>, base_lr: f64, schedule: LrSchedule) -> Self {
-        Self { params: params.shallow_clone(), optimizer, base_lr, schedule, steps: 0 }
+        Self { params: params.shallow_clone(), optimizer, base_lr, schedule, steps: 0, data_parallel: None }
+    }
+
+    /// Makes every [`OuterLoop::step`] average the gradients over the ranks of `collective`
+    /// first, and average `buffers` (the model's, sharing storage with it; may be empty)
+    /// after. With a group of one rank it changes nothing.
+    pub fn set_collective(&mut self, collective: Arc<dyn Collective>, buffers: Params) {
+        self.data_parallel = (collective.world_size() > 1).then_some(DataParallel { collective, buffers });
+    }
+
+    /// The collective set by [`OuterLoop::set_collective`], if it has several ranks.
+    pub fn collective(&self) -> Option<&dyn Collective> {
+        self.data_parallel.as_ref().map(|d| d.collective.as_ref())
+    }
+
+    /// Averages the accumulated gradients over the ranks. Every rank must have gradients
+    /// for the same parameters (a parameter without one on some rank only is an error,
+    /// as it would make the ranks' updates differ).
+    fn average_gradients(&self, dp: &DataParallel) -> Result<()> {
+        let grads: Vec<Tensor> = self.params.tensors().iter().map(Tensor::grad).collect();
+        let defined: Vec<f64> = grads.iter().map(|g| f64::from(u8::from(g.defined()))).collect();
+        dp.collective.check_same("which meta-parameters have gradients", &defined, tch::Device::Cpu)?;
+        dp.collective.all_reduce_mean(&grads)?;
+        Ok(())
     }
 
     /// The parameters this loop updates.
@@ -174,8 +212,22 @@ impl OuterLoop {
     /// Applies one update at the scheduled rate; returns the rate used.
     pub fn step(&mut self) -> Result<f64> {
         let lr = self.lr();
+        if let Some(dp) = &self.data_parallel {
+            self.average_gradients(dp)?;
+        }
         self.optimizer.set_lr(lr);
         self.optimizer.step()?;
+        if let Some(dp) = &self.data_parallel {
+            // Running means and variances; integer counters (`num_batches_tracked`) stay.
+            let floating: Vec<Tensor> = dp
+                .buffers
+                .tensors()
+                .iter()
+                .filter(|b| matches!(b.kind(), Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16))
+                .map(Tensor::shallow_clone)
+                .collect();
+            dp.collective.all_reduce_mean(&floating)?;
+        }
         self.steps += 1;
         Ok(lr)
     }

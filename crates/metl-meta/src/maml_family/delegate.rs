@@ -53,6 +53,14 @@ macro_rules! delegate_meta_learner {
             fn outer_lr(&self) -> f64 {
                 self.family.outer().lr()
             }
+
+            fn set_collective(
+                &mut self,
+                collective: std::sync::Arc<dyn metl_dist::Collective>,
+            ) -> $crate::error::Result<()> {
+                self.family.set_collective(collective);
+                Ok(())
+            }
         }
 
         impl<M: metl_models::Model> std::ops::Deref for $learner<M> {
@@ -108,5 +116,13 @@ impl<M: metl_models::Model> crate::MetaLearner for super::MamlFamily<M> {
 
     fn outer_lr(&self) -> f64 {
         self.outer().lr()
+    }
+
+    fn set_collective(
+        &mut self,
+        collective: std::sync::Arc<dyn metl_dist::Collective>,
+    ) -> crate::error::Result<()> {
+        super::MamlFamily::set_collective(self, collective);
+        Ok(())
     }
 }

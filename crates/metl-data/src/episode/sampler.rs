@@ -93,6 +93,11 @@ pub struct EpisodeSampler<D: ClassImages + ?Sized> {
     config: EpisodeConfig,
     seed: u64,
     position: u64,
+    /// Episodes from the start of one meta-batch to the next: the meta-batch size, or the
+    /// whole meta-batch's for a shard ([`EpisodeSampler::shard`]).
+    stride: u64,
+    /// A shard's first episode within each meta-batch.
+    offset: u64,
     /// With `within_group`: the pool positions of each group that has at least N classes.
     groups: Vec<Vec<usize>>,
 }
@@ -166,7 +171,37 @@ impl<D: ClassImages + ?Sized> EpisodeSampler<D> {
                 available: pool.len(),
             });
         }
-        Ok(Self { data, pool, config, seed, position: 0, groups })
+        let stride = config.meta_batch as u64;
+        Ok(Self { data, pool, config, seed, position: 0, stride, offset: 0, groups })
+    }
+
+    /// Rank `rank`'s share of every meta-batch among `world` data-parallel ranks: episodes
+    /// `k·B + rank·B/world ..` `k·B + (rank + 1)·B/world` of meta-batch `k` (B the configured
+    /// meta-batch), so that the ranks together draw exactly the episodes one sampler would.
+    /// [`EpisodeSampler::config`] then reports the share's size `B/world`. Call it on a new
+    /// sampler, then [`EpisodeSampler::seek_batch`] to resume. Errors unless `world`
+    /// divides B and `rank < world`.
+    pub fn shard(mut self, rank: usize, world: usize) -> Result<Self> {
+        let b = self.config.meta_batch;
+        if world == 0 || rank >= world || b % world != 0 {
+            return Err(DataError::invalid(
+                "episodes.meta_batch",
+                b,
+                format!("must be a multiple of the number of data-parallel processes ({world})"),
+            ));
+        }
+        let share = b / world;
+        self.config.meta_batch = share;
+        self.stride = b as u64;
+        self.offset = (rank * share) as u64;
+        self.position = self.offset;
+        Ok(self)
+    }
+
+    /// Continues from meta-batch `index` (of this sampler's meta-batches, or of the whole
+    /// meta-batches for a shard).
+    pub fn seek_batch(&mut self, index: u64) {
+        self.position = index * self.stride + self.offset;
     }
 
     /// The episode configuration.
@@ -226,9 +261,9 @@ impl<D: ClassImages + ?Sized> EpisodeSampler<D> {
     pub fn sample_buffers(&mut self) -> EpisodeBuffers {
         let c = self.config;
         let start = self.position;
-        self.position += c.meta_batch as u64;
+        self.position += self.stride;
         let episodes: Vec<Episode> =
-            (start..self.position).into_par_iter().map(|i| self.episode(i)).collect();
+            (start..start + c.meta_batch as u64).into_par_iter().map(|i| self.episode(i)).collect();
         let shape = self.data.image_shape();
         let image_len = shape.iter().product::<usize>();
         let mut support_x = vec![0u8; c.meta_batch * c.support_size() * image_len];
@@ -291,5 +326,42 @@ impl<D: ClassImages + ?Sized> EpisodeSampler<D> {
         D: Send + Sync + 'static,
     {
         Prefetcher::spawn(self, depth, device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{ImageStore, StoredClass};
+
+    fn sampler(meta_batch: usize) -> EpisodeSampler<ImageStore> {
+        let classes =
+            (0..10).map(|c| StoredClass { name: format!("c{c}"), group: 0, first: 6 * c, len: 6 }).collect();
+        let pixels: Vec<u8> = (0..60 * 16).map(|i| (i % 251) as u8).collect();
+        let store = ImageStore::new([1, 4, 4], pixels, classes, vec!["all".into()]).unwrap();
+        let config = EpisodeConfig { ways: 3, shots: 1, queries: 1, meta_batch, within_group: false };
+        EpisodeSampler::new(Arc::new(store), ClassPool::unrotated("all", 0..10), config, 5).unwrap()
+    }
+
+    #[test]
+    fn shards_draw_together_exactly_the_whole_meta_batches() {
+        let mut whole = sampler(6);
+        let mut shards: Vec<_> = (0..3).map(|r| sampler(6).shard(r, 3).unwrap()).collect();
+        assert_eq!(shards[0].config().meta_batch, 2);
+        for batch in 0..3 {
+            let expected = whole.sample_batch(Device::Cpu).unwrap();
+            let parts: Vec<_> = shards.iter_mut().map(|s| s.sample_batch(Device::Cpu).unwrap()).collect();
+            let joined = Tensor::cat(&parts.iter().map(|p| &p.support_x).collect::<Vec<_>>(), 0);
+            assert!(joined.equal(&expected.support_x), "meta-batch {batch}");
+        }
+        // Resuming a shard at meta-batch 2 gives its share of meta-batch 2 again.
+        let mut again = sampler(6).shard(1, 3).unwrap();
+        again.seek_batch(2);
+        let mut reference = sampler(6);
+        reference.seek_batch(2);
+        let full = reference.sample_batch(Device::Cpu).unwrap();
+        assert!(again.sample_batch(Device::Cpu).unwrap().support_x.equal(&full.support_x.narrow(0, 2, 2)));
+        let err = sampler(6).shard(0, 4).unwrap_err().to_string();
+        assert!(err.contains("multiple of the number of data-parallel processes (4)"), "{err}");
     }
 }

@@ -37,6 +37,8 @@ pub enum DistError {
         rank: usize,
         /// What happened (exit status, spawn error).
         message: String,
+        /// Its exit code, when it exited with one.
+        code: Option<i32>,
     },
     /// A launched process did not exit within the time allowed after another failed.
     #[error("rank {rank} was still running {after:?} after rank {failed} failed, and was killed")]

@@ -89,6 +89,7 @@ pub fn launch_local(
                 return Err(DistError::Launch {
                     rank,
                     message: format!("could not start {cmd:?}: {source}"),
+                    code: None,
                 });
             }
         }
@@ -124,7 +125,12 @@ pub fn launch_local(
     let statuses: Vec<ExitStatus> =
         statuses.into_iter().map(|s| s.expect("every child was waited for")).collect();
     if let Some((rank, _)) = failed {
-        return Err(DistError::Launch { rank, message: format!("exited with {}", statuses[rank]) });
+        let status = statuses[rank];
+        return Err(DistError::Launch {
+            rank,
+            message: format!("exited with {status}"),
+            code: status.code(),
+        });
     }
     Ok(LaunchOutcome { statuses })
 }

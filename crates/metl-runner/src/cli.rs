@@ -162,6 +162,11 @@ pub struct TrainArgs {
     /// How to show progress.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    /// Data-parallel training in N processes on this machine (CPU: Gloo, the cores shared
+    /// among them; CUDA: NCCL, one GPU each). Under `torchrun`-style variables
+    /// (`WORLD_SIZE`, `RANK`, ...) `metl train` joins that group instead.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub nproc: Option<u64>,
 }
 
 /// Options of `metl plot`.

@@ -21,9 +21,12 @@ pub struct Interrupted {
     pub run: std::path::PathBuf,
 }
 
-/// The process exit status for an error: 2 for bad input, 130 for an interrupt, 1 otherwise.
+/// The process exit status for an error: 2 for bad input, 130 for an interrupt, a failed
+/// rank's own status for a data-parallel launch, 1 otherwise.
 pub fn exit_status(error: &anyhow::Error) -> u8 {
-    if error.chain().any(|e| e.is::<BadInput>()) {
+    if let Some(failed) = error.chain().find_map(|e| e.downcast_ref::<crate::distributed::RankFailed>()) {
+        failed.code
+    } else if error.chain().any(|e| e.is::<BadInput>()) {
         2
     } else if error.chain().any(|e| e.is::<Interrupted>()) {
         130

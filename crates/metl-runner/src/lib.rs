@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod device;
+pub mod distributed;
 pub mod error;
 pub mod eval;
 pub mod experiment;

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
             out: args.out,
             device: args.device,
             progress: args.progress,
+            nproc: args.nproc.map_or(1, |n| n as usize),
         }),
         Command::Eval(args) => eval::run(&eval::EvalOptions {
             run_dir: args.run_dir,

@@ -126,6 +126,8 @@ pub struct RunInfo {
     pub device: String,
     /// Seconds since the Unix epoch at the start.
     pub started_unix: u64,
+    /// Data-parallel processes (1 for a plain run).
+    pub processes: usize,
 }
 
 impl RunInfo {
@@ -139,6 +141,7 @@ impl RunInfo {
             started_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            processes: 1,
         }
     }
 }

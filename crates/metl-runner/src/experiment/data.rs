@@ -23,7 +23,7 @@ use std::{
     path::{Path, PathBuf},
     sync::Arc,
 };
-use tch::Device;
+use tch::{Device, Tensor};
 
 /// A data source as configured in `[data.<name>]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -329,6 +329,82 @@ pub trait EpisodeStream: Send {
     fn next_batch(&mut self) -> anyhow::Result<TaskBatch>;
 }
 
+/// One data-parallel rank's share of every batch: equal parts, in rank order, so that the
+/// ranks together see exactly the batches of one process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This process's rank.
+    pub rank: usize,
+    /// The number of processes.
+    pub world: usize,
+}
+
+impl Shard {
+    /// The whole batch (one process).
+    pub const WHOLE: Shard = Shard { rank: 0, world: 1 };
+
+    /// Checks that `size` (named `field`) splits into equal shares.
+    pub fn check(&self, field: &str, size: usize) -> anyhow::Result<()> {
+        if size % self.world != 0 {
+            return Err(bad_input(format!(
+                "{field} = {size}: must be a multiple of the number of data-parallel processes ({})",
+                self.world
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Which dimension of a [`TaskBatch`] a shard splits.
+#[derive(Debug, Clone, Copy)]
+enum ShardAlong {
+    /// The tasks `[B, ...]`.
+    Tasks,
+    /// The rows of a pre-training batch `[1, N, ...]` (support only).
+    Rows,
+}
+
+/// A stream whose batches are generated whole and cut to this rank's share (for sources
+/// that cannot draw a share alone: sinusoid batches and pre-training batches come from one
+/// sequential random stream each; both are cheap next to a training step).
+struct ShardOf {
+    inner: Box<dyn EpisodeStream>,
+    shard: Shard,
+    along: ShardAlong,
+}
+
+impl EpisodeStream for ShardOf {
+    fn next_batch(&mut self) -> anyhow::Result<TaskBatch> {
+        let batch = self.inner.next_batch()?;
+        let Shard { rank, world } = self.shard;
+        Ok(match self.along {
+            ShardAlong::Tasks => {
+                let share = batch.num_tasks() / world;
+                batch.tasks(rank * share, share)
+            }
+            ShardAlong::Rows => {
+                let share = batch.support_x.size()[1] / world as i64;
+                let cut = |t: &Tensor| t.narrow(1, rank as i64 * share, share);
+                TaskBatch {
+                    support_x: cut(&batch.support_x),
+                    support_y: cut(&batch.support_y),
+                    query_x: batch.query_x,
+                    query_y: batch.query_y,
+                }
+            }
+        })
+    }
+}
+
+/// `stream` cut to `shard` along the tasks (`rows = false`) or the pre-training rows.
+pub fn shard_of(stream: Box<dyn EpisodeStream>, shard: Shard, rows: bool) -> Box<dyn EpisodeStream> {
+    if shard.world == 1 {
+        return stream;
+    }
+    let along = if rows { ShardAlong::Rows } else { ShardAlong::Tasks };
+    Box::new(ShardOf { inner: stream, shard, along })
+}
+
 /// Sinusoid meta-batches: batch `i` is drawn from ChaCha8 stream `i` of the seed.
 pub struct SinusoidStream {
     config: SinusoidConfig,
@@ -396,13 +472,15 @@ pub struct ImageStream {
 }
 
 impl ImageStream {
-    /// Episodes of `config` from `pool`, starting at meta-batch `start`.
+    /// Episodes of `config` from `pool`, starting at meta-batch `start`; `shard`'s share
+    /// of each meta-batch ([`EpisodeSampler::shard`]).
     pub fn new(
         classes: &ImageClasses,
         split: Split,
         config: EpisodeConfig,
         seed: u64,
         start: u64,
+        shard: Shard,
         device: Device,
     ) -> anyhow::Result<Self> {
         let config = EpisodeConfig { within_group: classes.within_group, ..config };
@@ -413,7 +491,11 @@ impl ImageStream {
         let mut sampler = EpisodeSampler::new(Arc::clone(&classes.data), pool, config, seed)
             .map_err(bad_input)
             .with_context(|| format!("{split} episodes"))?;
-        sampler.seek(start * config.meta_batch as u64);
+        if shard.world > 1 {
+            shard.check("episodes.meta_batch", config.meta_batch)?;
+            sampler = sampler.shard(shard.rank, shard.world).map_err(bad_input)?;
+        }
+        sampler.seek_batch(start);
         Ok(Self { prefetcher: sampler.prefetch(2, device) })
     }
 }

@@ -8,8 +8,8 @@ use crate::{
     error::bad_input,
     experiment::{
         data::{
-            load_image_classes, DataConfig, EpisodeStream, ImageClasses, ImageStream, PretrainStream,
-            SinusoidStream,
+            load_image_classes, shard_of, DataConfig, EpisodeStream, ImageClasses, ImageStream,
+            PretrainStream, Shard, SinusoidStream,
         },
         meta::{build_learner, Output},
         Experiment,
@@ -102,13 +102,15 @@ pub fn learner_for(
     Ok((build_learner(algorithm, backbone, &input_shape, output, train_classes, device)?, input_shape))
 }
 
-/// A stream of meta-batches of `split` starting at meta-batch `start`.
+/// A stream of meta-batches of `split` starting at meta-batch `start`, `shard`'s share of
+/// each.
 pub fn stream(
     exp: &Experiment,
     setup: &MetaSetup,
     split: Split,
     episodes: EpisodeConfig,
     start: u64,
+    shard: Shard,
     device: Device,
 ) -> anyhow::Result<Box<dyn EpisodeStream>> {
     let index = match split {
@@ -119,11 +121,18 @@ pub fn stream(
     let seed = stream_seed(exp.seed, index);
     let pretrains = exp.meta.as_ref().is_some_and(|a| a.pretrains());
     Ok(match (&exp.data, &setup.classes) {
-        (DataConfig::Sinusoid(c), _) => Box::new(SinusoidStream::new(*c, episodes, seed, start, device)),
-        (_, Some(classes)) if pretrains && split == Split::Train => {
-            Box::new(PretrainStream::new(classes, exp.train.batch_size, seed, start, device)?)
+        (DataConfig::Sinusoid(c), _) => {
+            shard.check("episodes.meta_batch", episodes.meta_batch)?;
+            shard_of(Box::new(SinusoidStream::new(*c, episodes, seed, start, device)), shard, false)
         }
-        (_, Some(classes)) => Box::new(ImageStream::new(classes, split, episodes, seed, start, device)?),
+        (_, Some(classes)) if pretrains && split == Split::Train => {
+            shard.check("train.batch_size", exp.train.batch_size)?;
+            let whole = PretrainStream::new(classes, exp.train.batch_size, seed, start, device)?;
+            shard_of(Box::new(whole), shard, true)
+        }
+        (_, Some(classes)) => {
+            Box::new(ImageStream::new(classes, split, episodes, seed, start, shard, device)?)
+        }
         (_, None) => unreachable!("image experiments have classes"),
     })
 }
@@ -158,7 +167,7 @@ pub fn evaluate_split(
     // that exactly `episodes` episodes are evaluated.
     config.meta_batch = (1..=config.meta_batch.min(episodes)).rev().find(|b| episodes % b == 0).unwrap_or(1);
     let batches = (episodes / config.meta_batch) as u64;
-    let mut source = stream(exp, setup, split, config, 0, device)?;
+    let mut source = stream(exp, setup, split, config, 0, Shard::WHOLE, device)?;
     let mut failure = None;
     let iter = (0..batches).map_while(|_| match source.next_batch() {
         Ok(batch) => Some(batch),
@@ -191,11 +200,38 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MetaSetup) -> anyhow::Result<(
         setup.learner.load_state(&saved).with_context(|| format!("restoring {}", path.display()))?;
     }
     let has_val = exp.data.has_validation(&setup.classes);
-    let mut train_stream = stream(exp, &setup, Split::Train, exp.train_episodes(), state.step, device)?;
-    let mut log = MetricsLog::open(
-        ctx.run.root(),
-        &["loss", "accuracy", "lr", "steps_per_second", "val_loss", "val_accuracy", "val_accuracy_ci95"],
-    )?;
+    let collective = std::sync::Arc::clone(&ctx.collective);
+    let main = collective.is_main();
+    let shard = Shard { rank: collective.rank(), world: collective.world_size() };
+    if shard.world > 1 {
+        // Every rank starts from rank 0's state (parameters, optimizer, step count), then
+        // averages its meta-gradients with the others'.
+        let start = setup.learner.state();
+        collective.broadcast(start.tensors(), 0)?;
+        setup.learner.load_state(&start)?;
+        setup.learner.set_collective(std::sync::Arc::clone(&collective))?;
+    }
+    let mut episodes = exp.train_episodes();
+    if episodes.meta_batch % shard.world != 0 {
+        // One episode (say) per step cannot be split: each rank draws its own, and a step
+        // averages all of them — one process with meta_batch × processes.
+        episodes.meta_batch *= shard.world;
+        if main {
+            println!(
+                "episodes.meta_batch = {} is not a multiple of {} processes: each draws {} per step, a step \
+                 averages {} (as meta_batch = {} in one process)",
+                episodes.meta_batch / shard.world,
+                shard.world,
+                episodes.meta_batch / shard.world,
+                episodes.meta_batch,
+                episodes.meta_batch
+            );
+        }
+    }
+    let mut train_stream = stream(exp, &setup, Split::Train, episodes, state.step, shard, device)?;
+    let columns =
+        ["loss", "accuracy", "lr", "steps_per_second", "val_loss", "val_accuracy", "val_accuracy_ci95"];
+    let mut log = if main { Some(MetricsLog::open(ctx.run.root(), &columns)?) } else { None };
     let mut progress = Progress::new("meta-train", train_cfg.iterations, ctx.progress);
     progress.update(state.step, "");
     let (mut window_loss, mut window_acc, mut window_n) = (0.0, 0.0, 0u64);
@@ -219,9 +255,21 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MetaSetup) -> anyhow::Result<(
             Err(e) => return Err(e.into()),
         };
         state.step = step;
-        window_loss += report.loss;
-        window_acc += report.accuracy.unwrap_or(f64::NAN);
+        // The whole meta-batch's loss and accuracy, and whether any rank was interrupted
+        // (all ranks stop at the same step).
+        let mut shared =
+            [report.loss, report.accuracy.unwrap_or(f64::NAN), f64::from(u8::from(interrupt::requested()))];
+        crate::distributed::mean_over_ranks(collective.as_ref(), &mut shared)?;
+        let [loss, accuracy, interrupted] = shared;
+        window_loss += loss;
+        window_acc += accuracy;
         window_n += 1;
+        let Some(log) = log.as_mut() else {
+            if interrupted > 0.0 {
+                return Err(crate::error::Interrupted { step, run: ctx.run.root().to_owned() }.into());
+            }
+            continue;
+        };
         if step % train_cfg.log_every == 0 || step == train_cfg.iterations {
             let n = window_n as f64;
             let rate = n / window_start.elapsed().as_secs_f64().max(1e-9);
@@ -260,7 +308,7 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MetaSetup) -> anyhow::Result<(
             (window_loss, window_acc, window_n) = (0.0, 0.0, 0);
             window_start = Instant::now();
         }
-        let interrupted = interrupt::requested();
+        let interrupted = interrupted > 0.0;
         if step % train_cfg.checkpoint_every == 0 || step == train_cfg.iterations || interrupted {
             log.flush()?;
             state.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
@@ -280,8 +328,14 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MetaSetup) -> anyhow::Result<(
         }
     }
     progress.finish();
-    log.flush()?;
-    final_test(ctx, &mut setup, &state)
+    match log {
+        Some(mut log) => {
+            log.flush()?;
+            final_test(ctx, &mut setup, &state)
+        }
+        // Rank 0 evaluates and writes the results.
+        None => Ok(()),
+    }
 }
 
 /// Evaluates the best validated weights (or the last ones without validation) on the

@@ -6,15 +6,20 @@ pub mod mtl;
 use crate::{
     checkpoint, config,
     device::parse_device,
+    distributed,
     error::bad_input,
     experiment::{Experiment, Kind},
     interrupt, metrics,
     progress::ProgressMode,
     run_dir::{write_json, RunDir, RunInfo},
 };
+use metl_dist::Collective;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 use tch::Device;
 
 /// The training state saved with every checkpoint (`state.json`).
@@ -58,6 +63,16 @@ pub struct RunContext<'a> {
     pub resume: Option<TrainingState>,
     /// The checkpoint folder to resume from, if resuming.
     pub resume_from: Option<PathBuf>,
+    /// The data-parallel group ([`metl_dist::Local`] for one process). Rank 0 alone writes
+    /// files, shows progress and evaluates.
+    pub collective: Arc<dyn Collective>,
+}
+
+impl RunContext<'_> {
+    /// Whether this process writes the run folder (rank 0).
+    pub fn is_main(&self) -> bool {
+        self.collective.is_main()
+    }
 }
 
 /// Options of a `metl train` invocation.
@@ -75,6 +90,8 @@ pub struct TrainOptions {
     pub device: Option<String>,
     /// How to show progress.
     pub progress: ProgressMode,
+    /// Processes to launch on this machine (`--nproc`; 1 trains in this process).
+    pub nproc: usize,
 }
 
 /// Loads, overrides and validates an experiment file; returns it with its resolved table.
@@ -87,6 +104,9 @@ pub fn load_experiment(path: &Path, overrides: &[String]) -> anyhow::Result<(Exp
 /// Runs `metl train`.
 pub fn run(options: &TrainOptions) -> anyhow::Result<()> {
     let _ = interrupt::install();
+    if options.nproc > 1 && !distributed::in_group() {
+        return distributed::launch(options.nproc);
+    }
     let (run, experiment, resume) = match (&options.config, &options.resume) {
         (Some(path), None) => {
             let mut overrides = options.overrides.clone();
@@ -112,7 +132,8 @@ pub fn run(options: &TrainOptions) -> anyhow::Result<()> {
         }
     };
     let (experiment, table) = experiment;
-    let device = parse_device(&experiment.device)?;
+    let (collective, device) = distributed::join(parse_device(&experiment.device)?)?;
+    let main = collective.is_main();
     if let Some(threads) = experiment.threads {
         tch::set_num_threads(threads as i32);
     }
@@ -121,41 +142,65 @@ pub fn run(options: &TrainOptions) -> anyhow::Result<()> {
         Meta(meta::MetaSetup),
         Mtl(Box<mtl::MtlSetup>),
     }
+    if experiment.kind() == Kind::Mtl && collective.world_size() > 1 {
+        return Err(bad_input(
+            "data-parallel multi-task training is not available yet: train with one process",
+        ));
+    }
     let setup = match experiment.kind() {
         Kind::Meta => Built::Meta(meta::setup(&experiment, device)?),
         Kind::Mtl => Built::Mtl(Box::new(mtl::setup(&experiment, device)?)),
     };
     let run = match run {
         Some(run) => run,
-        None => {
+        None if main => {
             let run = RunDir::create(&options.out, &experiment.name)?;
             run.write_config(&table)?;
-            write_json(&run.join("run.json"), &RunInfo::current(device))?;
+            let mut info = RunInfo::current(device);
+            info.processes = collective.world_size();
+            write_json(&run.join("run.json"), &info)?;
+            distributed::share_path(collective.as_ref(), Some(run.root()))?;
             run
         }
+        // Rank 0 created it; the others only read from it.
+        None => RunDir::open(&distributed::share_path(collective.as_ref(), None)?)?,
     };
     let (state, resume_from) = match resume {
         Some(path) => {
             let state: TrainingState = checkpoint::load_state(&path)?;
-            metrics::truncate_after(run.root(), state.step)?;
-            eprintln!("resuming {} from step {}", run.root().display(), state.step);
+            if main {
+                metrics::truncate_after(run.root(), state.step)?;
+                eprintln!("resuming {} from step {}", run.root().display(), state.step);
+            }
             (Some(state), Some(path))
         }
         None => (None, None),
     };
-    println!("run folder: {}", run.root().display());
+    if main {
+        println!("run folder: {}", run.root().display());
+        if collective.world_size() > 1 {
+            println!(
+                "data-parallel: {} processes ({})",
+                collective.world_size(),
+                metl_dist::Backend::for_device(device).name()
+            );
+        }
+    }
     let mut ctx = RunContext {
         experiment: &experiment,
         run: &run,
         device,
-        progress: options.progress,
+        progress: if main { options.progress } else { ProgressMode::Quiet },
         resume: state,
         resume_from,
+        collective,
     };
     match setup {
         Built::Meta(setup) => meta::train(&mut ctx, setup)?,
         Built::Mtl(setup) => mtl::train(&mut ctx, *setup)?,
     }
-    crate::plots::draw_run(&run)?;
+    if main {
+        crate::plots::draw_run(&run)?;
+    }
     Ok(())
 }

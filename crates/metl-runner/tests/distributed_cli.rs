@@ -1,0 +1,134 @@
+//! `metl train --nproc 2`: two processes (Gloo on loopback) train like one process on the
+//! whole meta-batch, write the same run folder (rank 0 alone writes it), and a run resumes
+//! at another process count.
+
+mod common;
+use common::{metl, metrics, ok, scratch};
+use std::{
+    collections::BTreeSet,
+    fs,
+    path::{Path, PathBuf},
+};
+
+const SINUSOID: &str = r#"
+name = "sin"
+seed = 5
+device = "cpu"
+
+[train]
+iterations = 40
+log_every = 10
+val_every = 20
+checkpoint_every = 20
+
+[data.sinusoid]
+
+[model.mlp]
+widths = [1, 40, 40, 1]
+
+[meta.maml]
+
+[episodes]
+ways = 1
+shots = 10
+queries = 10
+meta_batch = 4
+
+[test]
+episodes = 20
+val_episodes = 10
+batch = 10
+steps = [0, 1]
+"#;
+
+/// Every file and folder under `root`, relative to it.
+fn tree(root: &Path) -> BTreeSet<PathBuf> {
+    fn walk(dir: &Path, root: &Path, out: &mut BTreeSet<PathBuf>) {
+        for entry in fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            out.insert(path.strip_prefix(root).unwrap().to_owned());
+            if path.is_dir() {
+                walk(&path, root, out);
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// Asserts that two metric logs hold the same steps and columns with values equal to
+/// `tol` relative (the ranks sum in another order than one process).
+fn assert_close(a: &[serde_json::Value], b: &[serde_json::Value], tol: f64) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (x.as_object().unwrap(), y.as_object().unwrap());
+        assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>());
+        for (key, u) in x {
+            let (u, v) = (u.as_f64().unwrap(), y[key].as_f64().unwrap());
+            assert!((u - v).abs() <= tol * (1.0 + u.abs()), "{key}: {u} vs {v}");
+        }
+    }
+}
+
+fn eval_loss(run: &Path) -> Vec<f64> {
+    let v: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(run.join("eval.json")).unwrap()).unwrap();
+    v["results"].as_array().unwrap().iter().map(|r| r["loss"]["mean"].as_f64().unwrap()).collect()
+}
+
+#[test]
+fn two_processes_train_like_one_and_write_the_same_run_folder() {
+    let dir = scratch("nproc");
+    fs::write(dir.join("sin.toml"), SINUSOID).unwrap();
+    let quiet = ["--progress", "quiet"];
+    ok(&metl(&[&["train", "sin.toml", "--out", "one"][..], &quiet].concat(), &dir));
+    let two = metl(&[&["train", "sin.toml", "--out", "two", "--nproc", "2"][..], &quiet].concat(), &dir);
+    ok(&two);
+    let stdout = String::from_utf8_lossy(&two.stdout);
+    assert_eq!(stdout.matches("run folder:").count(), 1, "rank 0 alone reports: {stdout}");
+    assert!(stdout.contains("data-parallel: 2 processes (gloo)"), "{stdout}");
+    let (one, two) = (dir.join("one/sin"), dir.join("two/sin"));
+    assert_eq!(tree(&one), tree(&two));
+    assert_eq!(fs::read_dir(dir.join("two")).unwrap().count(), 1, "one run folder");
+    assert_close(&metrics(&one), &metrics(&two), 1e-3);
+    let (a, b) = (eval_loss(&one), eval_loss(&two));
+    assert!(a.iter().zip(&b).all(|(u, v)| (u - v).abs() <= 1e-3 * (1.0 + u.abs())), "{a:?} vs {b:?}");
+    let info: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(two.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info["processes"], 2);
+
+    // Saved at 2 processes, resumed at 1: the same as the uninterrupted run.
+    let half = [
+        &["train", "sin.toml", "--out", "mixed", "--nproc", "2", "--set", "train.iterations=20"][..],
+        &quiet,
+    ];
+    ok(&metl(&half.concat(), &dir));
+    let mixed = dir.join("mixed/sin");
+    let resume =
+        ["train", "--resume", mixed.to_str().unwrap(), "--set", "train.iterations=40", "--progress", "quiet"];
+    ok(&metl(&resume, &dir));
+    // Validation at step 20 ran against the 20-iteration schedule; the training metrics match.
+    let strip = |m: Vec<serde_json::Value>| -> Vec<serde_json::Value> {
+        m.into_iter()
+            .map(|mut v| {
+                let o = v.as_object_mut().unwrap();
+                o.retain(|k, _| !k.starts_with("val_"));
+                v
+            })
+            .collect()
+    };
+    assert_close(&strip(metrics(&one)), &strip(metrics(&mixed)), 1e-3);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_configuration_fails_every_rank_with_status_2() {
+    let dir = scratch("nproc-bad");
+    fs::write(dir.join("sin.toml"), SINUSOID.replace("widths = [1, 40, 40, 1]", "widths = [1, 40, 40, 2]"))
+        .unwrap();
+    let out = metl(&["train", "sin.toml", "--nproc", "2", "--progress", "quiet"], &dir);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.join("runs").exists(), "no run folder");
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -156,6 +156,29 @@ impl Collective for Local {
     }
 }
 
+/// A shared collective is a collective.
+impl<C: Collective + ?Sized> Collective for std::sync::Arc<C> {
+    fn rank(&self) -> usize {
+        (**self).rank()
+    }
+
+    fn world_size(&self) -> usize {
+        (**self).world_size()
+    }
+
+    fn all_reduce(&self, tensors: &[Tensor], op: ReduceOp) -> Result<()> {
+        (**self).all_reduce(tensors, op)
+    }
+
+    fn broadcast(&self, tensors: &[Tensor], root: usize) -> Result<()> {
+        (**self).broadcast(tensors, root)
+    }
+
+    fn barrier(&self) -> Result<()> {
+        (**self).barrier()
+    }
+}
+
 /// Groups `tensors` by kind and device, each group as one flat contiguous buffer, runs
 /// `collective` on each buffer and copies the results back into the tensors.
 pub(crate) fn fused(tensors: &[Tensor], mut collective: impl FnMut(&Tensor) -> Result<()>) -> Result<()> {

@@ -8,6 +8,7 @@
 //!   tensors) joined through a `TCPStore` rendezvous at `MASTER_ADDR:MASTER_PORT`
 //!   ([`DistConfig::from_env`] reads `torchrun`'s variables). Every call is bounded by the
 //!   group's timeout: a peer that dies or never arrives is an error, not a hang.
+//! - [`Timed`]: counts the calls, bytes and time of another collective.
 //! - [`launch_local`]: starts N processes of a command on this machine with those variables
 //!   set (what `metl train --nproc N` does), and stops them all if one fails.
 //!
@@ -31,8 +32,10 @@ mod error;
 mod ffi;
 mod group;
 mod launch;
+mod timed;
 
 pub use collective::{Collective, Local, ReduceOp};
 pub use error::{DistError, Result};
 pub use group::{Backend, DistConfig, ProcessGroup, ENV_VARS};
 pub use launch::{free_port, launch_local, LaunchOutcome, LocalLaunch};
+pub use timed::{CommStats, Timed};

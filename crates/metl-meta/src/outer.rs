@@ -167,8 +167,20 @@ impl OuterLoop {
     /// as it would make the ranks' updates differ).
     fn average_gradients(&self, dp: &DataParallel) -> Result<()> {
         let grads: Vec<Tensor> = self.params.tensors().iter().map(Tensor::grad).collect();
-        let defined: Vec<f64> = grads.iter().map(|g| f64::from(u8::from(g.defined()))).collect();
-        dp.collective.check_same("which meta-parameters have gradients", &defined, tch::Device::Cpu)?;
+        // How many ranks have each gradient: all of them or none (one small collective).
+        let mut defined: Vec<f64> = grads.iter().map(|g| f64::from(u8::from(g.defined()))).collect();
+        let world = dp.collective.world_size() as f64;
+        dp.collective.all_reduce_f64(&mut defined, metl_dist::ReduceOp::Sum, tch::Device::Cpu)?;
+        if let Some(i) = defined.iter().position(|&n| n != 0.0 && n != world) {
+            return Err(metl_dist::DistError::Mismatch {
+                what: format!("the gradient of meta-parameter `{}`", self.params.names()[i]),
+                detail: format!(
+                    "defined on {} of {world} ranks (a rank's tasks did not reach it)",
+                    defined[i]
+                ),
+            }
+            .into());
+        }
         dp.collective.all_reduce_mean(&grads)?;
         Ok(())
     }

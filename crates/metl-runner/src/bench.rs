@@ -7,6 +7,7 @@
 
 use crate::{error::bad_input, experiment::data::resolve_omniglot_root};
 use metl_data::{ClassPool, EpisodeConfig, EpisodeSampler, Omniglot, OmniglotConfig};
+use metl_dist::{Collective, Timed};
 use metl_meta::{
     maml::{Maml, MamlConfig},
     protonet::{ProtoNet, ProtoNetConfig},
@@ -54,6 +55,9 @@ pub struct BenchOptions {
     pub threads: usize,
     /// The device.
     pub device: Device,
+    /// Data-parallel processes (`--nproc`; MAML and ProtoNets on Omniglot): the meta-batch
+    /// split among them (ProtoNets: one episode each per step).
+    pub nproc: usize,
 }
 
 /// What `metl bench` prints.
@@ -80,6 +84,15 @@ pub struct BenchResult {
     /// The share of the timed windows spent waiting for the next batch (episode sampling
     /// and batch assembly, prefetched on another thread); 0 where batches are pre-built.
     pub data_wait_fraction: f64,
+    /// Data-parallel processes (1 for a plain run).
+    pub processes: usize,
+    /// Rank 0's collectives per iteration of the timed windows.
+    pub comm_calls_per_iteration: f64,
+    /// Bytes rank 0 all-reduced or broadcast per iteration.
+    pub comm_bytes_per_iteration: f64,
+    /// Seconds rank 0 spent inside collectives per iteration (waiting for the other
+    /// ranks included).
+    pub comm_seconds_per_iteration: f64,
 }
 
 /// The peak resident set size of this process in MB (`VmHWM`), 0 where unknown.
@@ -146,9 +159,19 @@ fn omniglot_background() -> anyhow::Result<(Arc<Omniglot>, ClassPool)> {
 
 /// Runs `metl bench` and prints its JSON line.
 pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
+    let data_parallel = !matches!(options.workload, Workload::MamlOmniglot | Workload::ProtonetOmniglot);
+    if options.nproc > 1 && data_parallel {
+        return Err(bad_input("--nproc: data-parallel benchmarks are maml-omniglot and protonet-omniglot"));
+    }
+    if options.nproc > 1 && !crate::distributed::in_group() {
+        return crate::distributed::launch(options.nproc);
+    }
     tch::set_num_threads(options.threads as i32);
     tch::manual_seed(0);
-    let device = options.device;
+    let (group, device) = crate::distributed::join(options.device)?;
+    let comm = Arc::new(Timed::new(group));
+    let collective: Arc<dyn Collective> = comm.clone();
+    let (rank, world) = (collective.rank(), collective.world_size());
     let variant = if options.first_order { "first_order" } else { "second_order" };
     let wait = Rc::new(Cell::new(0.0));
     let (name, variant, unit, warmup, window, mut step): (
@@ -183,7 +206,9 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
             let (omniglot, pool) = omniglot_background()?;
             let episodes =
                 EpisodeConfig { ways: 5, shots: 1, queries: 15, meta_batch: 32, within_group: false };
-            let mut sampler = EpisodeSampler::new(omniglot, pool, episodes, 0)?.prefetch(2, device);
+            let sampler =
+                EpisodeSampler::new(omniglot, pool, episodes, 0)?.shard(rank, world).map_err(bad_input)?;
+            let mut sampler = sampler.prefetch(2, device);
             let vs = nn::VarStore::new(device);
             let backbone = Conv4Config::new(1).with_batch_norm(BatchNormConfig::batch()).build()?;
             let net = Classifier::new(backbone, LinearHead::new(64, 5)?);
@@ -198,6 +223,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
                 ..MamlConfig::default()
             };
             let mut maml = Maml::new(net, theta, &vs, TaskLoss::CrossEntropy, config)?;
+            maml.set_collective(Arc::clone(&collective))?;
             let w = Rc::clone(&wait);
             let step = move || -> anyhow::Result<f64> {
                 let batch = timed(&w, || sampler.next_batch())?;
@@ -214,13 +240,17 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
         }
         Workload::ProtonetOmniglot => {
             let (omniglot, pool) = omniglot_background()?;
+            // One episode per process per step.
             let episodes =
-                EpisodeConfig { ways: 60, shots: 5, queries: 5, meta_batch: 1, within_group: false };
-            let mut sampler = EpisodeSampler::new(omniglot, pool, episodes, 0)?.prefetch(2, device);
+                EpisodeConfig { ways: 60, shots: 5, queries: 5, meta_batch: world, within_group: false };
+            let sampler =
+                EpisodeSampler::new(omniglot, pool, episodes, 0)?.shard(rank, world).map_err(bad_input)?;
+            let mut sampler = sampler.prefetch(2, device);
             let vs = nn::VarStore::new(device);
             let backbone = Conv4Config::new(1).build()?;
             let params = backbone.init(&vs.root())?;
             let mut protonet = ProtoNet::new(backbone, params, ProtoNetConfig::default())?;
+            protonet.set_collective(Arc::clone(&collective))?;
             let w = Rc::clone(&wait);
             let step = move || -> anyhow::Result<f64> {
                 let batch = timed(&w, || sampler.next_batch())?;
@@ -253,13 +283,35 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
     };
     let before = peak_rss_mb();
     let window = options.window.unwrap_or(window);
-    let (times, last_loss) =
-        time_windows(options.warmup.unwrap_or(warmup), window, options.windows, &wait, &mut step)?;
+    let timed_comm = Rc::new(Cell::new(None));
+    let (times, last_loss) = {
+        let (comm, timed_comm) = (Arc::clone(&comm), Rc::clone(&timed_comm));
+        let mut warmed = false;
+        let warmup = options.warmup.unwrap_or(warmup);
+        let mut done = 0;
+        time_windows(warmup, window, options.windows, &wait, || {
+            if !warmed && done == warmup {
+                comm.reset();
+                warmed = true;
+            }
+            done += 1;
+            let loss = step()?;
+            timed_comm.set(Some(comm.stats()));
+            Ok(loss)
+        })?
+    };
     let data_wait_fraction = wait.get() / times.iter().sum::<f64>();
+    let stats = timed_comm.get().unwrap_or_default();
+    let iterations = (window * options.windows) as f64;
+    // ProtoNets: every process trains on its own episode.
+    let per_iteration = if name == "protonet_omniglot" { world as f64 } else { 1.0 };
+    if !collective.is_main() {
+        return Ok(());
+    }
     let result = BenchResult {
         workload: name.into(),
         variant,
-        per_second: window as f64 / median(&times),
+        per_second: per_iteration * window as f64 / median(&times),
         unit,
         window_seconds: times,
         peak_rss_mb: peak_rss_mb(),
@@ -267,6 +319,10 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
         last_loss,
         threads: options.threads,
         data_wait_fraction,
+        processes: world,
+        comm_calls_per_iteration: stats.calls as f64 / iterations,
+        comm_bytes_per_iteration: stats.bytes as f64 / iterations,
+        comm_seconds_per_iteration: stats.seconds / iterations,
     };
     println!("{}", serde_json::to_string(&result)?);
     Ok(())

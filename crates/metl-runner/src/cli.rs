@@ -74,6 +74,10 @@ pub struct BenchArgs {
     /// Device: cpu, cuda, cuda:N or auto.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Data-parallel processes on this machine (maml-omniglot, protonet-omniglot); give
+    /// each `--threads` of its own.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub nproc: u64,
 }
 
 /// Options of `metl embed`.

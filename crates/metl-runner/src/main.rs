@@ -58,6 +58,7 @@ fn main() -> ExitCode {
                 windows: args.windows as usize,
                 threads: args.threads as usize,
                 device,
+                nproc: args.nproc as usize,
             })
         }),
         Command::Plot(args) => metl_runner::run_dir::RunDir::open(&args.run_dir)

@@ -1,6 +1,7 @@
 //! `cargo xtask gpu-check`: on a machine with an NVIDIA GPU, runs metl-models'
 //! device-generic tests on CUDA (`METL_TEST_DEVICE=cuda`) and a short speed table
-//! (`metl-benches`' `models_speed` example), then prints a summary; on a machine without one
+//! (`metl-benches`' `models_speed` example), with two GPUs or more also metl-dist's NCCL
+//! test and a two-process `metl bench maml-omniglot`, then prints a summary; on a machine without one
 //! it says so and succeeds, so that scripts can call it anywhere.
 //!
 //! The GPU is detected with `nvidia-smi -L` (`$METL_NVIDIA_SMI` names another program), so
@@ -98,6 +99,17 @@ fn check(args: &[String], program: &PathBuf, env: impl FnOnce() -> Result<Env>) 
             "metl-models tests on CUDA (METL_TEST_DEVICE=cuda)",
             step(cmd, &env, &[("METL_TEST_DEVICE", "cuda")]),
         ));
+    }
+    if tests && gpus.len() >= 2 {
+        // Data-parallel across GPUs: NCCL collectives between two processes, then two
+        // processes of MAML Omniglot, one GPU each.
+        let mut cmd = cargo();
+        cmd.args(["test", "--release", "-p", "metl-dist", "--test", "nccl", "--", "--nocapture"]);
+        summary.push(("metl-dist NCCL collectives on 2 GPUs", step(cmd, &env, &[])));
+        let mut cmd = cargo();
+        cmd.args(["run", "--release", "-p", "metl-runner", "--bin", "metl", "--", "bench", "maml-omniglot"]);
+        cmd.args(["--device", "cuda", "--nproc", "2"]);
+        summary.push(("MAML Omniglot data-parallel on 2 GPUs (JSON above)", step(cmd, &env, &[])));
     }
     if bench {
         let mut cmd = cargo();

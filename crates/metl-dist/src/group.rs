@@ -58,7 +58,7 @@ pub struct DistConfig {
     /// This process's index on its machine (`LOCAL_RANK`; its GPU with NCCL).
     pub local_rank: usize,
     /// The bound on the rendezvous and on every collective (`METL_DIST_TIMEOUT` seconds;
-    /// default 300).
+    /// default 1800, as PyTorch's).
     pub timeout: Duration,
 }
 
@@ -67,7 +67,7 @@ pub const ENV_VARS: [&str; 5] = ["MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SI
 
 impl DistConfig {
     /// The default timeout of the rendezvous and of each collective.
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
     /// The group described by the environment, or `None` when `WORLD_SIZE` is unset (a
     /// plain single-process run). `MASTER_ADDR` defaults to `127.0.0.1`, `MASTER_PORT` to

@@ -13,8 +13,8 @@
 use crate::cmd::{cargo, describe, fail, Failure, Result};
 
 /// The crates that are published; benches, examples and xtask have `publish = false`.
-pub const PUBLISHED: [&str; 6] =
-    ["metl-build", "metl-data", "metl-models", "metl-mtl", "metl-meta", "metl-runner"];
+pub const PUBLISHED: [&str; 7] =
+    ["metl-build", "metl-data", "metl-dist", "metl-models", "metl-mtl", "metl-meta", "metl-runner"];
 
 /// Files every package must contain (besides its crate root, `src/lib.rs` or `src/main.rs`).
 const REQUIRED_FILES: [&str; 4] = ["Cargo.toml", "README.md", "LICENSE-MIT", "LICENSE-APACHE"];

@@ -302,6 +302,10 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
     };
     let data_wait_fraction = wait.get() / times.iter().sum::<f64>();
     let stats = timed_comm.get().unwrap_or_default();
+    // The loss of the whole meta-batch (each rank's is that of its share).
+    let mut last_loss = [last_loss];
+    crate::distributed::mean_over_ranks(collective.as_ref(), &mut last_loss)?;
+    let [last_loss] = last_loss;
     let iterations = (window * options.windows) as f64;
     // ProtoNets: every process trains on its own episode.
     let per_iteration = if name == "protonet_omniglot" { world as f64 } else { 1.0 };

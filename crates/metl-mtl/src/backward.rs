@@ -13,10 +13,12 @@
 //! the combined gradient, as `loss.backward()` would, so any optimizer can step.
 
 use crate::{
+    distributed::{pad_rows, surrogate, unpad_rows, Shard},
     error::{MtlError, Result},
     jacobian::{check_differentiable, write_row},
     strategy::{Bilevel, Combination, GradientSpace, StepInput, Strategy, Update},
 };
+use metl_dist::Local;
 use metl_models::Params;
 use std::cell::OnceCell;
 use tch::{Device, Kind, Tensor};
@@ -156,38 +158,14 @@ impl<'a> MtlBackward<'a> {
             Some(space) => samples
                 .iter()
                 .zip(&losses)
-                .map(|(s, l)| self.task_gradients(name, space, s, l, &tasks, &spec_sets))
+                .map(|(s, l)| {
+                    let l: Vec<Option<&Tensor>> = l.iter().map(Some).collect();
+                    self.task_gradients(name, space, s, &l, &tasks, &spec_sets)
+                })
                 .collect::<Result<Vec<_>>>()?,
         };
         let jacobians: Vec<Tensor> = grads.iter().map(|g| g.jacobian.shallow_clone()).collect();
-        let specific_grads: Vec<Params> = if grads.is_empty() {
-            Vec::new()
-        } else {
-            tasks
-                .iter()
-                .enumerate()
-                .map(|(i, &t)| {
-                    let n = grads.len() as f64;
-                    let spec = spec_sets[t];
-                    let mean = (0..spec.len())
-                        .map(|p| {
-                            let sum = grads
-                                .iter()
-                                .skip(1)
-                                .fold(grads[0].specific[i][p].shallow_clone(), |acc, g| {
-                                    acc + &g.specific[i][p]
-                                });
-                            if grads.len() > 1 {
-                                sum / n
-                            } else {
-                                sum
-                            }
-                        })
-                        .collect();
-                    spec.with_tensors(mean)
-                })
-                .collect()
-        };
+        let specific_grads = mean_specific(&grads, &tasks, &spec_sets);
         let representation = first.representation.as_ref().map(|r| r.leaf.detach());
         let input = StepInput {
             step,
@@ -202,6 +180,7 @@ impl<'a> MtlBackward<'a> {
             representation: representation.as_ref(),
             bilevel,
             gramian: OnceCell::new(),
+            collective: &Local,
         };
         let combination = strategy.combine(&input)?;
         if combination.weights.len() != tasks.len() || combination.weights.iter().any(|w| !w.is_finite()) {
@@ -223,13 +202,271 @@ impl<'a> MtlBackward<'a> {
         Ok(StepReport { weights, losses: values, tasks })
     }
 
-    /// One backward per task: the `[k, D]` Jacobian and the task-specific gradients.
+    /// [`MtlBackward::run`] on one rank of a data-parallel step (see
+    /// [`crate::MtlStep::set_collective`]): `samples` are this rank's shards of the parts
+    /// of the whole batch (a shard without labels for a task has no loss for it), `shard`
+    /// what the ranks agreed on. The strategy sees the whole batch's losses and gradients;
+    /// this leaves the whole batch's combined gradient in the `.grad` of every shared and
+    /// task-specific parameter on every rank (one sum over the ranks), clipped where the
+    /// strategy says so.
+    pub(crate) fn run_sharded(
+        &self,
+        strategy: &mut dyn Strategy,
+        samples: &[TaskLosses],
+        step: u64,
+        bilevel: Option<&dyn Bilevel>,
+        shard: &Shard<'_>,
+    ) -> Result<StepReport> {
+        let needs = strategy.needs();
+        let name = strategy.name();
+        let t_total = shard.samples.first().ok_or(MtlError::NoTasks)?.values.len();
+        if samples.len() != needs.samples || shard.samples.len() != needs.samples {
+            return Err(MtlError::Shape(format!(
+                "strategy `{name}` needs {} loss samples per step, got {}",
+                needs.samples,
+                samples.len()
+            )));
+        }
+        if samples.iter().any(|s| s.losses.len() != t_total) {
+            return Err(MtlError::Shape("every sample must have one loss entry per task".into()));
+        }
+        if !self.specific.is_empty() && self.specific.len() != t_total {
+            return Err(MtlError::Shape(format!(
+                "{} task-specific parameter sets for {t_total} tasks",
+                self.specific.len()
+            )));
+        }
+        if needs.validation && bilevel.is_none() {
+            return Err(MtlError::Unsupported { strategy: name, reason: "needs a validation batch".into() });
+        }
+        let space = needs.gradients;
+        let rep = space == Some(GradientSpace::Representation);
+        if rep && needs.samples > 1 {
+            return Err(MtlError::Unsupported {
+                strategy: name,
+                reason: "representation gradients of several samples are not supported on several ranks"
+                    .into(),
+            });
+        }
+        // The tasks with labels in every part of the whole batch, the same on every rank.
+        let tasks: Vec<usize> =
+            (0..t_total).filter(|&t| shard.samples.iter().all(|s| s.values[t].is_some())).collect();
+        if tasks.is_empty() {
+            return Err(MtlError::NoTasks);
+        }
+        let (kind, device) = samples
+            .iter()
+            .flat_map(|s| s.losses.iter().flatten())
+            .next()
+            .map_or((self.shared.kind(), self.shared.device()), |l| (l.kind(), l.device()));
+        // The whole batch's losses, with this rank's share of their gradients.
+        let losses: Vec<Vec<Tensor>> = samples
+            .iter()
+            .zip(&shard.samples)
+            .map(|(s, g)| {
+                tasks
+                    .iter()
+                    .map(|&t| {
+                        let value = g.values[t].expect("present on some rank");
+                        surrogate(value, g.scales[t], s.losses[t].as_ref(), kind, device)
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<_>>()?;
+        let loss_values = losses.iter().map(|l| values_of(l, &tasks, step)).collect::<Result<Vec<_>>>()?;
+
+        let no_params = Params::from_named(Vec::new())?;
+        let spec_sets: Vec<&Params> =
+            (0..t_total).map(|t| self.specific.get(t).unwrap_or(&no_params)).collect();
+        let mut grads = Vec::new();
+        let mut representation = None;
+        if let Some(space) = space {
+            // This rank's shares: the gradients of s_{r,t} L_{r,t} (zero rows without labels).
+            for (s, g) in samples.iter().zip(&shard.samples) {
+                let scaled: Vec<Option<Tensor>> = tasks
+                    .iter()
+                    .map(|&t| s.losses[t].as_ref().map(|l| l.f_mul_scalar(g.scales[t])).transpose())
+                    .collect::<Result<_, _>>()?;
+                let present: Vec<Tensor> = scaled.iter().flatten().map(Tensor::shallow_clone).collect();
+                check_differentiable(&present)?;
+                let scaled: Vec<Option<&Tensor>> = scaled.iter().map(Option::as_ref).collect();
+                grads.push(self.task_gradients(name, space, s, &scaled, &tasks, &spec_sets)?);
+            }
+            // Summed over the ranks in one collective: the Jacobians (parameter space) or
+            // the representation's rows of every rank (representation space), and the
+            // task-specific gradients.
+            let mut to_sum: Vec<Tensor> = Vec::new();
+            let mut padded = None;
+            if rep {
+                let bdim = shard.batch_dim.expect("found before the step for representation gradients");
+                let leaf = &samples[0].representation.as_ref().expect("checked by task_gradients").leaf;
+                let shape = leaf.size();
+                let mut j_shape = vec![tasks.len() as i64];
+                j_shape.extend_from_slice(&shape);
+                let rank = shard.collective.rank();
+                let j =
+                    pad_rows(&grads[0].jacobian.f_view(j_shape.as_slice())?, bdim + 1, &shard.rows[0], rank)?;
+                let z = pad_rows(leaf, bdim, &shard.rows[0], rank)?;
+                to_sum.push(j.shallow_clone());
+                to_sum.push(z.shallow_clone());
+                padded = Some((j, z, bdim));
+            } else {
+                to_sum.extend(grads.iter().map(|g| g.jacobian.shallow_clone()));
+            }
+            for g in &grads {
+                to_sum.extend(g.specific.iter().flatten().map(Tensor::shallow_clone));
+            }
+            shard.collective.all_reduce_sum(&to_sum)?;
+            if let Some((j, z, bdim)) = padded {
+                grads[0].jacobian =
+                    unpad_rows(&j, bdim + 1, &shard.rows[0])?.f_reshape([tasks.len() as i64, -1])?;
+                representation = Some(unpad_rows(&z, bdim, &shard.rows[0])?);
+            }
+        }
+        let jacobians: Vec<Tensor> = grads.iter().map(|g| g.jacobian.shallow_clone()).collect();
+        let specific_grads = mean_specific(&grads, &tasks, &spec_sets);
+        let input = StepInput {
+            step,
+            tasks: tasks.clone(),
+            num_tasks: t_total,
+            losses: &losses[0],
+            loss_values: loss_values.clone(),
+            jacobians,
+            specific_grads: &specific_grads,
+            shared: self.shared,
+            specific: self.specific,
+            representation: representation.as_ref(),
+            bilevel,
+            gramian: OnceCell::new(),
+            collective: shard.collective,
+        };
+        let combination = strategy.combine(&input)?;
+        drop(input);
+        if combination.weights.len() != tasks.len() || combination.weights.iter().any(|w| !w.is_finite()) {
+            return Err(MtlError::NonFiniteUpdate { strategy: name, what: "weights", step });
+        }
+        let applied =
+            Applied { space, sample: &samples[0], grads: grads.first(), specific_grads: &specific_grads };
+        let whole = representation.as_ref().map(Tensor::size);
+        self.apply_sharded(name, step, &combination, &applied, &tasks, &spec_sets, shard, whole)?;
+        // Every rank now holds its share of the update: the sum over the ranks is the whole.
+        let params: Vec<&Tensor> = self
+            .shared
+            .tensors()
+            .iter()
+            .chain(self.specific.iter().flat_map(|p| p.tensors()))
+            .filter(|p| p.requires_grad())
+            .collect();
+        fill_missing_grads(&params)?;
+        let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).collect();
+        shard.collective.all_reduce_sum(&grads)?;
+        self.clip(combination.max_norm)?;
+        let mut weights = vec![0.0; t_total];
+        let mut values = vec![f64::NAN; t_total];
+        for (i, &t) in tasks.iter().enumerate() {
+            weights[t] = combination.weights[i];
+            values[t] = loss_values[0][i];
+        }
+        Ok(StepReport { weights, losses: values, tasks })
+    }
+
+    /// [`MtlBackward::apply`] on one rank of a data-parallel step, without the clipping
+    /// (which must see the whole gradient): leaves this rank's share of the update in
+    /// `.grad`. A loss is back-propagated (its gradient is this rank's share); a direction
+    /// of the whole batch in parameter space, and the whole batch's task-specific
+    /// gradients, are divided by the number of ranks; in representation space, the rows
+    /// of the direction that belong to this rank's samples go through its encoder
+    /// (`whole` is the shape of the whole batch's representation).
+    #[allow(clippy::too_many_arguments)]
+    fn apply_sharded(
+        &self,
+        name: &'static str,
+        step: u64,
+        combination: &Combination,
+        applied: &Applied<'_>,
+        tasks: &[usize],
+        spec_sets: &[&Params],
+        shard: &Shard<'_>,
+        whole: Option<Vec<i64>>,
+    ) -> Result<()> {
+        let Applied { space, sample: first, grads, specific_grads } = *applied;
+        let world = shard.world() as f64;
+        let direction = match &combination.update {
+            Update::Loss(loss) => {
+                // A rank without a single label has nothing to back-propagate but the
+                // strategy's own parameters, if it has any.
+                if loss.requires_grad() {
+                    loss.f_backward()?;
+                }
+                return Ok(());
+            }
+            Update::Weighted => {
+                let g = grads.ok_or_else(|| MtlError::Unsupported {
+                    strategy: name,
+                    reason: "weighted updates need per-task gradients".into(),
+                })?;
+                StepInput::combine_rows(&g.jacobian, &combination.weights)?
+            }
+            Update::Direction(d) => d.shallow_clone(),
+        };
+        let finite = bool::try_from(direction.f_isfinite()?.f_all()?)?;
+        if !finite {
+            return Err(MtlError::NonFiniteUpdate { strategy: name, what: "update", step });
+        }
+        let mut terms: Vec<Tensor> = Vec::new();
+        match space {
+            Some(GradientSpace::Representation) => {
+                let rep = first.representation.as_ref().expect("checked when computing gradients");
+                let bdim = shard.batch_dim.expect("found before the step for representation gradients");
+                let whole = whole.expect("gathered with the gradients");
+                let (offset, rows) = shard.offset(0);
+                let d = direction
+                    .f_reshape(whole.as_slice())?
+                    .f_narrow(bdim as i64, offset, rows)?
+                    .f_to_kind(rep.encoded.kind())?;
+                terms.push(inner(&rep.encoded, &d)?);
+                if let Some(g) = grads {
+                    // Shared parameters used after the representation: Σᵢ wᵢ gᵢ of this
+                    // rank's shares.
+                    let weights = match combination.update {
+                        Update::Weighted => combination.weights.clone(),
+                        _ => vec![1.0; tasks.len()],
+                    };
+                    for (w, after) in weights.iter().zip(&g.shared_after) {
+                        for (p, gp) in self.shared.tensors().iter().zip(after.iter().flatten()) {
+                            accumulate(p, &gp.f_mul_scalar(*w)?, &mut terms)?;
+                        }
+                    }
+                }
+            }
+            _ => {
+                let share = direction.f_to_kind(self.shared.kind())?.f_div_scalar(world)?;
+                let flat = self.shared.unflatten(&share)?;
+                for (p, g) in self.shared.tensors().iter().zip(flat.tensors()) {
+                    accumulate(p, g, &mut terms)?;
+                }
+            }
+        }
+        for (&t, g) in tasks.iter().zip(specific_grads) {
+            for (p, gp) in spec_sets[t].tensors().iter().zip(g.tensors()) {
+                accumulate(p, &gp.f_div_scalar(world)?, &mut terms)?;
+            }
+        }
+        let mut terms = terms.into_iter();
+        if let Some(first) = terms.next() {
+            terms.try_fold(first, |acc, t| acc.f_add(&t.f_to_kind(acc.kind())?))?.f_backward()?;
+        }
+        Ok(())
+    }
+
+    /// One backward per task: the `[k, D]` Jacobian and the task-specific gradients (zeros
+    /// for a task without a loss: a data-parallel rank without its labels).
     fn task_gradients(
         &self,
         name: &'static str,
         space: GradientSpace,
         sample: &TaskLosses,
-        losses: &[Tensor],
+        losses: &[Option<&Tensor>],
         tasks: &[usize],
         spec_sets: &[&Params],
     ) -> Result<SampleGrads> {
@@ -264,11 +501,17 @@ impl<'a> MtlBackward<'a> {
         let mut shared_after = Vec::with_capacity(tasks.len());
         for (row, (&t, loss)) in tasks.iter().zip(losses).enumerate() {
             let spec = spec_sets[t].tensors();
+            let Some(loss) = loss else {
+                let _ = jacobian.f_select(0, row as i64)?.f_zero_()?;
+                specific.push(spec.iter().map(Tensor::zeros_like).collect());
+                shared_after.push(None);
+                continue;
+            };
             let mut inputs: Vec<&Tensor> = Vec::with_capacity(shared.len() + spec.len() + 1);
             inputs.extend(leaf);
             inputs.extend(spec.iter());
             inputs.extend(shared.iter());
-            let g = Tensor::f_run_backward(&[loss], &inputs, true, false)?;
+            let g = Tensor::f_run_backward(&[*loss], &inputs, true, false)?;
             let (head, rest) = g.split_at(leaf.is_some() as usize);
             let (spec_g, shared_g) = rest.split_at(spec.len());
             let mut target = jacobian.f_select(0, row as i64)?;
@@ -378,6 +621,50 @@ impl<'a> MtlBackward<'a> {
             Ok(())
         })
     }
+}
+
+/// Every participating task's task-specific gradients, averaged over the samples (none
+/// without gradients).
+fn mean_specific(grads: &[SampleGrads], tasks: &[usize], spec_sets: &[&Params]) -> Vec<Params> {
+    if grads.is_empty() {
+        return Vec::new();
+    }
+    tasks
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            let n = grads.len() as f64;
+            let spec = spec_sets[t];
+            let mean = (0..spec.len())
+                .map(|p| {
+                    let sum = grads
+                        .iter()
+                        .skip(1)
+                        .fold(grads[0].specific[i][p].shallow_clone(), |acc, g| acc + &g.specific[i][p]);
+                    if grads.len() > 1 {
+                        sum / n
+                    } else {
+                        sum
+                    }
+                })
+                .collect();
+            spec.with_tensors(mean)
+        })
+        .collect()
+}
+
+/// Gives every parameter of `params` without a gradient a zero one (back-propagating
+/// `0 · Σ p`), so that a data-parallel rank sums the same set of gradients as the others.
+fn fill_missing_grads(params: &[&Tensor]) -> Result<()> {
+    let missing: Vec<Tensor> = params
+        .iter()
+        .filter(|p| !p.grad().defined())
+        .map(|p| p.f_sum(p.kind()).and_then(|s| s.f_mul_scalar(0.0)))
+        .collect::<Result<_, _>>()?;
+    if let Some(first) = missing.first() {
+        missing[1..].iter().try_fold(first.shallow_clone(), |a, b| a.f_add(b))?.f_backward()?;
+    }
+    Ok(())
 }
 
 /// `Σ p ⊙ g` as a scalar of `p`'s kind (`g` detached).

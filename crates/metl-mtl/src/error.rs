@@ -66,6 +66,10 @@ pub enum MtlError {
     /// A tensor operation failed.
     #[error("tensor operation failed: {0}")]
     Tensor(#[from] tch::TchError),
+    /// A collective of a data-parallel step failed (a peer died, a timeout), or the ranks
+    /// disagree on what must be the same on all of them.
+    #[error(transparent)]
+    Dist(#[from] metl_dist::DistError),
 }
 
 impl MtlError {

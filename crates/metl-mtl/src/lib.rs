@@ -20,7 +20,9 @@
 //! - [`workload`]: the standard MTL-step workloads that benchmarks time (the PyTorch
 //!   reference's MLP, and a Conv4 one).
 //! - [`trainer`]: [`MtlStep`], a whole training step (forward, masked per-task losses,
-//!   strategy, optimizer step) for a [`metl_models::MultiTaskModel`].
+//!   strategy, optimizer step) for a [`metl_models::MultiTaskModel`]; data-parallel over
+//!   the ranks of a [`metl_dist::Collective`] with [`MtlStep::set_collective`], each rank
+//!   stepping on its shard of the batch as one process would on the whole batch.
 //! - [`delta_m`]: Δm% against single-task baselines, in LibMTL's and in Maninis et al.'s
 //!   (CAGrad, Nash-MTL, FAMO) conventions.
 //! - [`solvers`] and [`linalg`]: the small `T×T` problems, solved on the host in `f64`.
@@ -43,6 +45,7 @@
 pub mod backward;
 pub mod checkpoint;
 pub mod delta_m;
+mod distributed;
 pub mod error;
 pub mod host_optim;
 pub mod jacobian;

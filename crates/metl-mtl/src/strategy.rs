@@ -16,6 +16,7 @@ use crate::{
     error::{MtlError, Result},
     linalg::Matrix,
 };
+use metl_dist::{Collective, Local};
 use metl_models::Params;
 use serde::{Deserialize, Serialize};
 use std::cell::OnceCell;
@@ -124,6 +125,14 @@ pub trait Bilevel {
 
 /// Everything a strategy sees in one step. Rows, weights and losses follow
 /// [`StepInput::tasks`]: the tasks with labelled samples in this batch.
+///
+/// In a data-parallel step (see [`crate::MtlStep::set_collective`]) everything here is that
+/// of the whole batch, the same on every rank: the tasks, the loss values, the Jacobians,
+/// the task-specific gradients, the representation. Two things are this rank's own: the
+/// gradient of [`StepInput::losses`] with respect to the model's parameters is this rank's
+/// share of the whole batch's (the step sums the shares after the update is applied), and
+/// so is that of the losses [`Bilevel::validation_losses`] returns — a strategy that
+/// computes numbers from them sums them over the ranks with [`StepInput::collective`].
 pub struct StepInput<'a> {
     /// The step number, starting at 1.
     pub step: u64,
@@ -151,6 +160,8 @@ pub struct StepInput<'a> {
     pub bilevel: Option<&'a dyn Bilevel>,
     /// The cache of [`StepInput::gramian`], filled on first use.
     pub(crate) gramian: OnceCell<Matrix>,
+    /// The ranks the step runs on ([`Local`] outside a data-parallel step).
+    pub(crate) collective: &'a dyn Collective,
 }
 
 impl<'a> StepInput<'a> {
@@ -209,6 +220,7 @@ impl<'a> StepInput<'a> {
             representation: None,
             bilevel: None,
             gramian: OnceCell::new(),
+            collective: &Local,
         })
     }
 
@@ -267,6 +279,14 @@ impl<'a> StepInput<'a> {
 }
 
 impl StepInput<'_> {
+    /// The process group of the step: [`Local`] (one process) unless the step is
+    /// data-parallel. Everything in the input is already that of the whole batch; only
+    /// quantities a strategy derives from the [`Bilevel`] losses (rank-local shards of the
+    /// validation batch) need a reduction over the ranks.
+    pub fn collective(&self) -> &dyn Collective {
+        self.collective
+    }
+
     /// The number of participating tasks `k`.
     pub fn k(&self) -> usize {
         self.tasks.len()
@@ -343,6 +363,14 @@ pub trait Strategy: Send {
     /// that `VarStore`).
     fn state(&self) -> StrategyState {
         StrategyState::default()
+    }
+
+    /// The learned parameters the strategy registered in [`Setup::path`] (UW's
+    /// log-variances, IMTL's scales, GradNorm's weights; none by default), as handles
+    /// sharing their storage: what [`crate::MtlStep::broadcast_parameters`] sends from
+    /// rank 0 with the model's.
+    fn parameters(&self) -> Vec<Tensor> {
+        Vec::new()
     }
 
     /// Restores a state from `state()` of a strategy built with the same configuration.

@@ -156,6 +156,12 @@ pub trait Weighting: Send {
         state.reader(self.name()).finish()
     }
 
+    /// The learned parameters of the weighting (see [`Strategy::parameters`]); none by
+    /// default.
+    fn parameters(&self) -> Vec<Tensor> {
+        Vec::new()
+    }
+
     /// The weights for the Jacobian `jacobian` (`[k, D]`, one gradient per row): its
     /// Gramian computed with one matrix product on the Jacobian's device, then
     /// [`Weighting::weights`].
@@ -194,5 +200,9 @@ impl<W: Weighting> Strategy for W {
 
     fn load_state(&mut self, state: &StrategyState) -> Result<()> {
         Weighting::load_state(self, state)
+    }
+
+    fn parameters(&self) -> Vec<Tensor> {
+        Weighting::parameters(self)
     }
 }

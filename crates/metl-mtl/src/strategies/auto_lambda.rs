@@ -47,6 +47,10 @@ impl AutoLambdaConfig {
 /// product by central finite differences of `Lᵢ` at `θ ± ε∇L_val(θ')`; it is computed here
 /// exactly from the per-task gradients already at hand (shared and task-specific), which
 /// costs one validation forward and backward per step. The model step uses the updated `λ`.
+///
+/// On several ranks ([`crate::MtlStep::set_collective`]) each rank evaluates its own shard
+/// of the validation batch; the inner products above are summed over the ranks, so that
+/// `λ` moves exactly as with the whole validation batch in one process.
 #[derive(Debug, Clone)]
 pub struct AutoLambda {
     lambda: Vec<f64>,
@@ -130,6 +134,9 @@ impl Strategy for AutoLambda {
                 offset += spec.len();
             }
         }
+        // On several ranks the validation losses are this rank's shares of the whole
+        // validation batch's, and so are these inner products: their sum is the whole's.
+        input.collective().all_reduce_f64(&mut inner, metl_dist::ReduceOp::Sum, j.device())?;
         let mut hyper = vec![0.0; self.lambda.len()];
         for (&t, v) in input.tasks.iter().zip(&inner) {
             hyper[t] = -alpha * v;

@@ -134,4 +134,9 @@ impl Weighting for GradNorm {
         self.initial = initial;
         Ok(())
     }
+
+    /// The learned weights `w`.
+    fn parameters(&self) -> Vec<Tensor> {
+        vec![self.weights.shallow_clone()]
+    }
 }

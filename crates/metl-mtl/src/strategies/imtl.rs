@@ -59,4 +59,9 @@ impl Weighting for Imtl {
         let alpha = imtl_g_weights(&gramian.scale_rows_cols(&e));
         Ok(alpha.iter().zip(&e).map(|(a, e)| a * e).collect())
     }
+
+    /// The scales `s`.
+    fn parameters(&self) -> Vec<Tensor> {
+        vec![self.scale.shallow_clone()]
+    }
 }

@@ -57,4 +57,9 @@ impl Strategy for ImtlL {
         let total = (losses * s.exp() - &s).f_sum(Kind::Float)?;
         Ok(Combination::loss(total, weights))
     }
+
+    /// The scales `s`.
+    fn parameters(&self) -> Vec<Tensor> {
+        vec![self.scale.shallow_clone()]
+    }
 }

@@ -81,4 +81,9 @@ impl Strategy for Uw {
         let weights = Vec::<f64>::try_from((-s.detach()).exp().to_kind(Kind::Double) / 2.0)?;
         Ok(Combination::loss(total, weights))
     }
+
+    /// The log-variances `s`.
+    fn parameters(&self) -> Vec<Tensor> {
+        vec![self.log_var.shallow_clone()]
+    }
 }

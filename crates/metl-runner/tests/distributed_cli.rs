@@ -132,3 +132,52 @@ fn a_bad_configuration_fails_every_rank_with_status_2() {
     assert!(!dir.join("runs").exists(), "no run folder");
     let _ = fs::remove_dir_all(&dir);
 }
+
+/// GradNorm's synthetic regression, small, with `strategy`.
+fn mtl_config(strategy: &str) -> String {
+    format!(
+        r#"
+name = "syn"
+seed = 7
+device = "cpu"
+
+[train]
+iterations = 30
+batch_size = 32
+log_every = 10
+val_every = 10
+checkpoint_every = 10
+
+[data.synthetic_regression]
+sigmas = [1.0, 10.0, 100.0]
+input_dim = 16
+output_dim = 4
+sizes = [512, 128, 128]
+
+[model.mlp]
+widths = [16, 32, 32]
+
+[mtl]
+strategy = {{ name = "{strategy}" }}
+lr = 0.01
+"#
+    )
+}
+
+#[test]
+fn two_processes_train_a_multi_task_model_like_one() {
+    // A loss-weighting strategy, a parameter-space gradient strategy, a stateful one, and
+    // a representation-space one.
+    for strategy in ["ew", "pcgrad", "famo", "mgda_ub"] {
+        let dir = scratch(&format!("nproc-mtl-{strategy}"));
+        fs::write(dir.join("syn.toml"), mtl_config(strategy)).unwrap();
+        let quiet = ["--progress", "quiet"];
+        ok(&metl(&[&["train", "syn.toml", "--out", "one"][..], &quiet].concat(), &dir));
+        ok(&metl(&[&["train", "syn.toml", "--out", "two", "--nproc", "2"][..], &quiet].concat(), &dir));
+        let (one, two) = (dir.join("one/syn"), dir.join("two/syn"));
+        assert_eq!(tree(&one), tree(&two), "{strategy}");
+        // grad_cosine is rank 0's measure on the whole batch, like one process's.
+        assert_close(&metrics(&one), &metrics(&two), 1e-3);
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

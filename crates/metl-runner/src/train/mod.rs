@@ -142,11 +142,6 @@ pub fn run(options: &TrainOptions) -> anyhow::Result<()> {
         Meta(meta::MetaSetup),
         Mtl(Box<mtl::MtlSetup>),
     }
-    if experiment.kind() == Kind::Mtl && collective.world_size() > 1 {
-        return Err(bad_input(
-            "data-parallel multi-task training is not available yet: train with one process",
-        ));
-    }
     let setup = match experiment.kind() {
         Kind::Meta => Built::Meta(meta::setup(&experiment, device)?),
         Kind::Mtl => Built::Mtl(Box::new(mtl::setup(&experiment, device)?)),

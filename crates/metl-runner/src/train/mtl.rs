@@ -354,6 +354,24 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MtlSetup) -> anyhow::Result<()
         Some(dir) => restore(&mut setup, dir, device)?.common,
         None => TrainingState::new(exp.seed),
     };
+    let collective = Arc::clone(&ctx.collective);
+    let (rank, world) = (collective.rank(), collective.world_size());
+    let main = collective.is_main();
+    if world > 1 {
+        // Every rank starts from rank 0's weights (the optimizer's and the strategy's state
+        // are fresh, or restored from the same checkpoint, on every rank), then steps on
+        // its block of the rows of every batch.
+        setup.step.set_collective(Arc::clone(&collective));
+        setup.step.broadcast_parameters()?;
+    }
+    // Rank `rank`'s block of rows of a batch every rank loads whole (`None` for one
+    // process: the whole batch).
+    let share = |whole: &metl_data::MultiTaskBatch| -> anyhow::Result<Option<metl_data::MultiTaskBatch>> {
+        if world == 1 {
+            return Ok(None);
+        }
+        Ok(Some(metl_mtl::trainer::split_batch(whole, world)?.swap_remove(rank)))
+    };
     let dataset = Arc::clone(&setup.dataset);
     let mut loader =
         MultiTaskLoader::new(&*dataset, Split::Train, cfg.batch_size, Some(stream_seed(exp.seed, 0)))?
@@ -377,7 +395,7 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MtlSetup) -> anyhow::Result<()
     columns.extend(names.iter().map(|n| format!("loss.{n}")));
     columns.extend(names.iter().map(|n| format!("weight.{n}")));
     let column_refs: Vec<&str> = columns.iter().map(String::as_str).collect();
-    let mut log = MetricsLog::open(ctx.run.root(), &column_refs)?;
+    let mut log = if main { Some(MetricsLog::open(ctx.run.root(), &column_refs)?) } else { None };
     let mut progress = Progress::new("multi-task", cfg.iterations, ctx.progress);
     progress.update(state.step, "");
     let t = names.len();
@@ -389,10 +407,18 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MtlSetup) -> anyhow::Result<()
     while state.step < cfg.iterations {
         let step = state.step + 1;
         let epoch = loader.epoch();
-        let batch = loader.next_batch(device)?;
-        let validation = if bilevel { Some(val_loader.next_batch(device)?) } else { None };
+        let whole = loader.next_batch(device)?;
+        let mine = share(&whole)?;
+        let batch = mine.as_ref().unwrap_or(&whole);
+        let validation = match bilevel {
+            true => {
+                let whole = val_loader.next_batch(device)?;
+                Some(share(&whole)?.unwrap_or(whole))
+            }
+            false => None,
+        };
         tch::manual_seed(stream_seed(exp.seed, 1_000_000 + step) as i64);
-        let report = match setup.step.step(&batch, &mut setup.optimizer, validation.as_ref()) {
+        let report = match setup.step.step(batch, &mut setup.optimizer, validation.as_ref()) {
             Ok(report) => report,
             Err(MtlError::NonFiniteLoss { task, value, .. }) => {
                 let last = last_checkpoint.map_or("none".to_owned(), |p| p.display().to_string());
@@ -416,6 +442,16 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MtlSetup) -> anyhow::Result<()
             }
         }
         window.1 += 1;
+        // Every rank stops at the same step when one is interrupted.
+        let mut stop = [f64::from(u8::from(interrupt::requested()))];
+        crate::distributed::mean_over_ranks(collective.as_ref(), &mut stop)?;
+        let interrupted = stop[0] > 0.0;
+        let Some(log) = log.as_mut() else {
+            if interrupted {
+                return Err(crate::error::Interrupted { step, run: ctx.run.root().to_owned() }.into());
+            }
+            continue;
+        };
         if step % cfg.log_every == 0 || step == cfg.iterations {
             let rate = window.1 as f64 / window.0.elapsed().as_secs_f64().max(1e-9);
             let task_losses: Vec<f64> = (0..t)
@@ -434,7 +470,7 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MtlSetup) -> anyhow::Result<()
                 let w = if counts[i] > 0 { weight_sums[i] / counts[i] as f64 } else { f64::NAN };
                 values.push((format!("weight.{}", names[i]), w));
             }
-            if let Some((cosine, conflicts)) = gradient_agreement(&setup, &batch)? {
+            if let Some((cosine, conflicts)) = gradient_agreement(&setup, &whole)? {
                 values.push(("grad_cosine".into(), cosine));
                 values.push(("grad_conflicts".into(), conflicts));
             }
@@ -463,7 +499,6 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MtlSetup) -> anyhow::Result<()
             (loss_sums, weight_sums, counts) = (vec![0.0; t], vec![0.0; t], vec![0; t]);
             window = (Instant::now(), 0);
         }
-        let interrupted = interrupt::requested();
         if step % cfg.checkpoint_every == 0 || step == cfg.iterations || interrupted {
             log.flush()?;
             state.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
@@ -478,6 +513,10 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MtlSetup) -> anyhow::Result<()
         }
     }
     progress.finish();
+    let Some(mut log) = log else {
+        // Rank 0 evaluates and writes the results.
+        return Ok(());
+    };
     log.flush()?;
     let step = load_best(&setup, ctx.run, state.best_step, device)?.unwrap_or(state.step);
     let test = evaluation(&setup, Split::Test, step, exp, device)?;

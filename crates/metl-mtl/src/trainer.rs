@@ -246,6 +246,10 @@ impl<M: MultiTaskModel> MtlStep<M> {
     /// A non-finite loss is an error naming the task and the step, raised before any
     /// update. A batch without a single labelled sample (normal with sparse labels) changes
     /// nothing but the step counter and reports every task as absent (loss `NaN`, weight 0).
+    ///
+    /// After [`MtlStep::set_collective`] with several ranks, `batch` and `validation` are
+    /// this rank's shards, and the step (its report included) is that of one process on
+    /// the whole batches.
     pub fn step(
         &mut self,
         batch: &MultiTaskBatch,

@@ -16,7 +16,7 @@ fn workers() {
     let config = DistConfig::from_env().unwrap().expect("launched with WORLD_SIZE");
     let device = Device::Cuda(config.local_rank);
     let group = ProcessGroup::new(&config, Backend::Nccl).unwrap();
-    let r = group.rank() as f32;
+    let r = group.rank() as f64;
     let t = Tensor::full([1 << 20], r + 1.0, (Kind::Float, device));
     group.all_reduce_sum(std::slice::from_ref(&t)).unwrap();
     assert_eq!(t.sum(Kind::Double).double_value(&[]), 3.0 * (1 << 20) as f64);

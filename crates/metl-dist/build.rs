@@ -6,8 +6,10 @@
 //! compiled in when libtorch has CUDA (`libtorch_cuda.so`) and the headers of NCCL and the
 //! CUDA runtime are found (`$NCCL_INCLUDE_DIR`, `$CUDA_HOME/include`, the `nvidia/*`
 //! packages beside a wheel's torch, `/usr/include`, `/usr/local/cuda/include`);
-//! without the CUDA toolkit's `crt/host_config.h` (not in the wheels) NCCL stays out and
-//! creating an NCCL group is an error saying so. `METL_DIST_NCCL=0` turns it off.
+//! without the CUDA toolkit's `crt/host_config.h` and libcu++'s `nv/target` (not among a
+//! wheel's dependencies; PyPI's `nvidia-cuda-crt` and `nvidia-cuda-cccl` of the same CUDA
+//! version provide them under one `CUDA_HOME`) NCCL stays out and creating an NCCL group is
+//! an error saying so. `METL_DIST_NCCL=0` turns it off.
 use std::env;
 use std::path::{Path, PathBuf};
 
@@ -75,7 +77,9 @@ fn nccl_includes(lib: &Path) -> Option<Vec<PathBuf>> {
     // The CUDA toolkit's compiler headers: the runtime's headers include them, and a wheel's
     // nvidia packages do not ship them (then NCCL needs CUDA_HOME).
     let crt = find("crt/host_config.h")?;
-    let mut dirs = vec![nccl, cuda, crt];
+    // libcu++'s `<nv/target>`, which the runtime's half-precision headers include.
+    let cccl = find("nv/target")?;
+    let mut dirs = vec![nccl, cuda, crt, cccl];
     // cuda_runtime_api.h includes headers that cu12 wheels ship in sibling packages.
     dirs.extend(candidates.into_iter().filter(|d| d.starts_with(&nvidia) && d.exists()));
     Some(dirs)

@@ -30,6 +30,7 @@ pub mod experiment;
 pub mod infer;
 pub mod interrupt;
 pub mod list;
+pub mod malloc;
 pub mod metrics;
 pub mod plot;
 pub mod plots;

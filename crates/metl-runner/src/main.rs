@@ -10,6 +10,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that train or evaluate keep freed activation memory for reuse (this
+    // restarts the process once with glibc's settings; see metl_runner::malloc).
+    if !matches!(cli.command, Command::List | Command::Plot(_)) {
+        metl_runner::malloc::keep_freed_memory();
+    }
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Train(args) => train::run(&train::TrainOptions {

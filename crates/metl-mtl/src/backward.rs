@@ -16,7 +16,7 @@ use crate::{
     distributed::{pad_rows, surrogate, unpad_rows, Shard},
     error::{MtlError, Result},
     jacobian::{check_differentiable, write_row},
-    strategy::{Bilevel, Combination, GradientSpace, StepInput, Strategy, Update},
+    strategy::{Bilevel, Combination, GradientSpace, Needs, StepInput, Strategy, Update},
 };
 use metl_dist::Local;
 use metl_models::Params;
@@ -85,6 +85,9 @@ struct Applied<'s> {
     sample: &'s TaskLosses,
     grads: Option<&'s SampleGrads>,
     specific_grads: &'s [Params],
+    /// On a data-parallel rank: what the ranks agreed on, and the shape of the whole
+    /// batch's representation (representation space).
+    sharded: Option<(&'s Shard<'s>, Option<&'s [i64]>)>,
 }
 
 /// Per-task gradients of one sample.
@@ -117,25 +120,7 @@ impl<'a> MtlBackward<'a> {
         let name = strategy.name();
         let first = samples.first().ok_or(MtlError::NoTasks)?;
         let t_total = first.losses.len();
-        if samples.len() != needs.samples {
-            return Err(MtlError::Shape(format!(
-                "strategy `{name}` needs {} loss samples per step, got {}",
-                needs.samples,
-                samples.len()
-            )));
-        }
-        if samples.iter().any(|s| s.losses.len() != t_total) {
-            return Err(MtlError::Shape("every sample must have one loss entry per task".into()));
-        }
-        if !self.specific.is_empty() && self.specific.len() != t_total {
-            return Err(MtlError::Shape(format!(
-                "{} task-specific parameter sets for {t_total} tasks",
-                self.specific.len()
-            )));
-        }
-        if needs.validation && bilevel.is_none() {
-            return Err(MtlError::Unsupported { strategy: name, reason: "needs a validation batch".into() });
-        }
+        self.check_inputs(name, &needs, samples, samples.len(), t_total, bilevel)?;
         let tasks: Vec<usize> =
             (0..t_total).filter(|&t| samples.iter().all(|s| s.losses[t].is_some())).collect();
         if tasks.is_empty() {
@@ -183,23 +168,16 @@ impl<'a> MtlBackward<'a> {
             collective: &Local,
         };
         let combination = strategy.combine(&input)?;
-        if combination.weights.len() != tasks.len() || combination.weights.iter().any(|w| !w.is_finite()) {
-            return Err(MtlError::NonFiniteUpdate { strategy: name, what: "weights", step });
-        }
+        check_weights(name, step, &combination, tasks.len())?;
         let applied = Applied {
             space: needs.gradients,
             sample: first,
             grads: grads.first(),
             specific_grads: &specific_grads,
+            sharded: None,
         };
         self.apply(name, step, &combination, &applied, &tasks, &spec_sets)?;
-        let mut weights = vec![0.0; t_total];
-        let mut values = vec![f64::NAN; t_total];
-        for (i, &t) in tasks.iter().enumerate() {
-            weights[t] = combination.weights[i];
-            values[t] = loss_values[0][i];
-        }
-        Ok(StepReport { weights, losses: values, tasks })
+        Ok(report(&combination, tasks, t_total, &loss_values[0]))
     }
 
     /// [`MtlBackward::run`] on one rank of a data-parallel step (see
@@ -220,25 +198,7 @@ impl<'a> MtlBackward<'a> {
         let needs = strategy.needs();
         let name = strategy.name();
         let t_total = shard.samples.first().ok_or(MtlError::NoTasks)?.values.len();
-        if samples.len() != needs.samples || shard.samples.len() != needs.samples {
-            return Err(MtlError::Shape(format!(
-                "strategy `{name}` needs {} loss samples per step, got {}",
-                needs.samples,
-                samples.len()
-            )));
-        }
-        if samples.iter().any(|s| s.losses.len() != t_total) {
-            return Err(MtlError::Shape("every sample must have one loss entry per task".into()));
-        }
-        if !self.specific.is_empty() && self.specific.len() != t_total {
-            return Err(MtlError::Shape(format!(
-                "{} task-specific parameter sets for {t_total} tasks",
-                self.specific.len()
-            )));
-        }
-        if needs.validation && bilevel.is_none() {
-            return Err(MtlError::Unsupported { strategy: name, reason: "needs a validation batch".into() });
-        }
+        self.check_inputs(name, &needs, samples, shard.samples.len(), t_total, bilevel)?;
         let space = needs.gradients;
         let rep = space == Some(GradientSpace::Representation);
         if rep && needs.samples > 1 {
@@ -342,13 +302,16 @@ impl<'a> MtlBackward<'a> {
         };
         let combination = strategy.combine(&input)?;
         drop(input);
-        if combination.weights.len() != tasks.len() || combination.weights.iter().any(|w| !w.is_finite()) {
-            return Err(MtlError::NonFiniteUpdate { strategy: name, what: "weights", step });
-        }
-        let applied =
-            Applied { space, sample: &samples[0], grads: grads.first(), specific_grads: &specific_grads };
+        check_weights(name, step, &combination, tasks.len())?;
         let whole = representation.as_ref().map(Tensor::size);
-        self.apply_sharded(name, step, &combination, &applied, &tasks, &spec_sets, shard, whole)?;
+        let applied = Applied {
+            space,
+            sample: &samples[0],
+            grads: grads.first(),
+            specific_grads: &specific_grads,
+            sharded: Some((shard, whole.as_deref())),
+        };
+        self.apply(name, step, &combination, &applied, &tasks, &spec_sets)?;
         // Every rank now holds its share of the update: the sum over the ranks is the whole.
         let params: Vec<&Tensor> = self
             .shared
@@ -361,102 +324,7 @@ impl<'a> MtlBackward<'a> {
         let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).collect();
         shard.collective.all_reduce_sum(&grads)?;
         self.clip(combination.max_norm)?;
-        let mut weights = vec![0.0; t_total];
-        let mut values = vec![f64::NAN; t_total];
-        for (i, &t) in tasks.iter().enumerate() {
-            weights[t] = combination.weights[i];
-            values[t] = loss_values[0][i];
-        }
-        Ok(StepReport { weights, losses: values, tasks })
-    }
-
-    /// [`MtlBackward::apply`] on one rank of a data-parallel step, without the clipping
-    /// (which must see the whole gradient): leaves this rank's share of the update in
-    /// `.grad`. A loss is back-propagated (its gradient is this rank's share); a direction
-    /// of the whole batch in parameter space, and the whole batch's task-specific
-    /// gradients, are divided by the number of ranks; in representation space, the rows
-    /// of the direction that belong to this rank's samples go through its encoder
-    /// (`whole` is the shape of the whole batch's representation).
-    #[allow(clippy::too_many_arguments)]
-    fn apply_sharded(
-        &self,
-        name: &'static str,
-        step: u64,
-        combination: &Combination,
-        applied: &Applied<'_>,
-        tasks: &[usize],
-        spec_sets: &[&Params],
-        shard: &Shard<'_>,
-        whole: Option<Vec<i64>>,
-    ) -> Result<()> {
-        let Applied { space, sample: first, grads, specific_grads } = *applied;
-        let world = shard.world() as f64;
-        let direction = match &combination.update {
-            Update::Loss(loss) => {
-                // A rank without a single label has nothing to back-propagate but the
-                // strategy's own parameters, if it has any.
-                if loss.requires_grad() {
-                    loss.f_backward()?;
-                }
-                return Ok(());
-            }
-            Update::Weighted => {
-                let g = grads.ok_or_else(|| MtlError::Unsupported {
-                    strategy: name,
-                    reason: "weighted updates need per-task gradients".into(),
-                })?;
-                StepInput::combine_rows(&g.jacobian, &combination.weights)?
-            }
-            Update::Direction(d) => d.shallow_clone(),
-        };
-        let finite = bool::try_from(direction.f_isfinite()?.f_all()?)?;
-        if !finite {
-            return Err(MtlError::NonFiniteUpdate { strategy: name, what: "update", step });
-        }
-        let mut terms: Vec<Tensor> = Vec::new();
-        match space {
-            Some(GradientSpace::Representation) => {
-                let rep = first.representation.as_ref().expect("checked when computing gradients");
-                let bdim = shard.batch_dim.expect("found before the step for representation gradients");
-                let whole = whole.expect("gathered with the gradients");
-                let (offset, rows) = shard.offset(0);
-                let d = direction
-                    .f_reshape(whole.as_slice())?
-                    .f_narrow(bdim as i64, offset, rows)?
-                    .f_to_kind(rep.encoded.kind())?;
-                terms.push(inner(&rep.encoded, &d)?);
-                if let Some(g) = grads {
-                    // Shared parameters used after the representation: Σᵢ wᵢ gᵢ of this
-                    // rank's shares.
-                    let weights = match combination.update {
-                        Update::Weighted => combination.weights.clone(),
-                        _ => vec![1.0; tasks.len()],
-                    };
-                    for (w, after) in weights.iter().zip(&g.shared_after) {
-                        for (p, gp) in self.shared.tensors().iter().zip(after.iter().flatten()) {
-                            accumulate(p, &gp.f_mul_scalar(*w)?, &mut terms)?;
-                        }
-                    }
-                }
-            }
-            _ => {
-                let share = direction.f_to_kind(self.shared.kind())?.f_div_scalar(world)?;
-                let flat = self.shared.unflatten(&share)?;
-                for (p, g) in self.shared.tensors().iter().zip(flat.tensors()) {
-                    accumulate(p, g, &mut terms)?;
-                }
-            }
-        }
-        for (&t, g) in tasks.iter().zip(specific_grads) {
-            for (p, gp) in spec_sets[t].tensors().iter().zip(g.tensors()) {
-                accumulate(p, &gp.f_div_scalar(world)?, &mut terms)?;
-            }
-        }
-        let mut terms = terms.into_iter();
-        if let Some(first) = terms.next() {
-            terms.try_fold(first, |acc, t| acc.f_add(&t.f_to_kind(acc.kind())?))?.f_backward()?;
-        }
-        Ok(())
+        Ok(report(&combination, tasks, t_total, &loss_values[0]))
     }
 
     /// One backward per task: the `[k, D]` Jacobian and the task-specific gradients (zeros
@@ -535,6 +403,14 @@ impl<'a> MtlBackward<'a> {
         Ok(SampleGrads { jacobian, specific, shared_after })
     }
 
+    /// Leaves the combined update in `.grad`, clipped where the strategy says so.
+    ///
+    /// On a data-parallel rank (`applied.sharded`) it leaves this rank's share of the
+    /// update, without the clipping (which must see the whole gradient): a loss is
+    /// back-propagated (its gradient is this rank's share); a direction of the whole batch
+    /// in parameter space, and the whole batch's task-specific gradients, are divided by
+    /// the number of ranks; in representation space, the rows of the direction that belong
+    /// to this rank's samples go through its encoder.
     fn apply(
         &self,
         name: &'static str,
@@ -544,11 +420,21 @@ impl<'a> MtlBackward<'a> {
         tasks: &[usize],
         spec_sets: &[&Params],
     ) -> Result<()> {
-        let Applied { space, sample: first, grads, specific_grads } = *applied;
+        let Applied { space, sample: first, grads, specific_grads, sharded } = *applied;
+        // The number of ranks whose shares sum to the update (none for one process).
+        let world = sharded.map(|(shard, _)| shard.world() as f64);
         let direction = match &combination.update {
             Update::Loss(loss) => {
-                loss.f_backward()?;
-                return self.clip(combination.max_norm);
+                if world.is_none() {
+                    loss.f_backward()?;
+                    return self.clip(combination.max_norm);
+                }
+                // A rank without a single label has nothing to back-propagate but the
+                // strategy's own parameters, if it has any.
+                if loss.requires_grad() {
+                    loss.f_backward()?;
+                }
+                return Ok(());
             }
             Update::Weighted => {
                 let g = grads.ok_or_else(|| MtlError::Unsupported {
@@ -567,10 +453,21 @@ impl<'a> MtlBackward<'a> {
         match space {
             Some(GradientSpace::Representation) => {
                 let rep = first.representation.as_ref().expect("checked when computing gradients");
-                let d = direction.f_reshape(rep.encoded.size())?.f_to_kind(rep.encoded.kind())?;
+                let d = match sharded {
+                    None => direction.f_reshape(rep.encoded.size())?,
+                    Some((shard, whole)) => {
+                        let bdim =
+                            shard.batch_dim.expect("found before the step for representation gradients");
+                        let whole = whole.expect("gathered with the gradients");
+                        let (offset, rows) = shard.offset(0);
+                        direction.f_reshape(whole)?.f_narrow(bdim as i64, offset, rows)?
+                    }
+                }
+                .f_to_kind(rep.encoded.kind())?;
                 terms.push(inner(&rep.encoded, &d)?);
                 if let Some(g) = grads {
-                    // Shared parameters used after the representation: Σᵢ wᵢ gᵢ.
+                    // Shared parameters used after the representation: Σᵢ wᵢ gᵢ (of this
+                    // rank's shares on a data-parallel rank).
                     let weights = match combination.update {
                         Update::Weighted => combination.weights.clone(),
                         _ => vec![1.0; tasks.len()],
@@ -583,7 +480,11 @@ impl<'a> MtlBackward<'a> {
                 }
             }
             _ => {
-                let flat = self.shared.unflatten(&direction.f_to_kind(self.shared.kind())?)?;
+                let mut share = direction.f_to_kind(self.shared.kind())?;
+                if let Some(world) = world {
+                    share = share.f_div_scalar(world)?;
+                }
+                let flat = self.shared.unflatten(&share)?;
                 for (p, g) in self.shared.tensors().iter().zip(flat.tensors()) {
                     accumulate(p, g, &mut terms)?;
                 }
@@ -591,14 +492,53 @@ impl<'a> MtlBackward<'a> {
         }
         for (&t, g) in tasks.iter().zip(specific_grads) {
             for (p, gp) in spec_sets[t].tensors().iter().zip(g.tensors()) {
-                accumulate(p, gp, &mut terms)?;
+                match world {
+                    None => accumulate(p, gp, &mut terms)?,
+                    Some(world) => accumulate(p, &gp.f_div_scalar(world)?, &mut terms)?,
+                }
             }
         }
         let mut terms = terms.into_iter();
         if let Some(first) = terms.next() {
             terms.try_fold(first, |acc, t| acc.f_add(&t.f_to_kind(acc.kind())?))?.f_backward()?;
         }
-        self.clip(combination.max_norm)
+        match world {
+            None => self.clip(combination.max_norm),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Checks `samples` (`agreed` parts, as the ranks agreed on them) against what the
+    /// strategy `name` needs, for `t_total` tasks.
+    fn check_inputs(
+        &self,
+        name: &'static str,
+        needs: &Needs,
+        samples: &[TaskLosses],
+        agreed: usize,
+        t_total: usize,
+        bilevel: Option<&dyn Bilevel>,
+    ) -> Result<()> {
+        if samples.len() != needs.samples || agreed != needs.samples {
+            return Err(MtlError::Shape(format!(
+                "strategy `{name}` needs {} loss samples per step, got {}",
+                needs.samples,
+                samples.len()
+            )));
+        }
+        if samples.iter().any(|s| s.losses.len() != t_total) {
+            return Err(MtlError::Shape("every sample must have one loss entry per task".into()));
+        }
+        if !self.specific.is_empty() && self.specific.len() != t_total {
+            return Err(MtlError::Shape(format!(
+                "{} task-specific parameter sets for {t_total} tasks",
+                self.specific.len()
+            )));
+        }
+        if needs.validation && bilevel.is_none() {
+            return Err(MtlError::Unsupported { strategy: name, reason: "needs a validation batch".into() });
+        }
+        Ok(())
     }
 
     /// Scales the shared parameters' `.grad` down to ℓ2 norm `max_norm`, if above.
@@ -621,6 +561,26 @@ impl<'a> MtlBackward<'a> {
             Ok(())
         })
     }
+}
+
+/// Errors unless the strategy gave one finite weight per participating task.
+fn check_weights(name: &'static str, step: u64, combination: &Combination, tasks: usize) -> Result<()> {
+    if combination.weights.len() != tasks || combination.weights.iter().any(|w| !w.is_finite()) {
+        return Err(MtlError::NonFiniteUpdate { strategy: name, what: "weights", step });
+    }
+    Ok(())
+}
+
+/// The weight and loss of every one of `t_total` tasks (0 and `NaN` for those that did not
+/// take part).
+fn report(combination: &Combination, tasks: Vec<usize>, t_total: usize, loss_values: &[f64]) -> StepReport {
+    let mut weights = vec![0.0; t_total];
+    let mut values = vec![f64::NAN; t_total];
+    for (i, &t) in tasks.iter().enumerate() {
+        weights[t] = combination.weights[i];
+        values[t] = loss_values[i];
+    }
+    StepReport { weights, losses: values, tasks }
 }
 
 /// Every participating task's task-specific gradients, averaged over the samples (none

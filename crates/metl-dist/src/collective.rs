@@ -61,6 +61,21 @@ pub trait Collective: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// Replaces every floating-point tensor by its mean over the ranks and leaves the
+    /// others (integer counters such as batch norm's `num_batches_tracked`) as they are:
+    /// how data-parallel ranks keep a model's buffers alike.
+    fn all_reduce_mean_floating(&self, tensors: &[Tensor]) -> Result<()> {
+        let floating: Vec<Tensor> = tensors
+            .iter()
+            .filter(|t| t.defined() && t.is_floating_point())
+            .map(Tensor::shallow_clone)
+            .collect();
+        if floating.is_empty() {
+            return Ok(());
+        }
+        self.all_reduce_mean(&floating)
+    }
+
     /// Reduces host numbers over the ranks (as one `f64` tensor on `device`).
     fn all_reduce_f64(&self, values: &mut [f64], op: ReduceOp, device: Device) -> Result<()> {
         if self.world_size() == 1 || values.is_empty() {
@@ -228,6 +243,9 @@ mod tests {
         let rows = Local.all_gather_rows(&Tensor::ones([3, 2], (Kind::Float, Device::Cpu))).unwrap();
         assert_eq!(rows.size(), vec![3, 2]);
         Local.check_same("nothing", &[1.0, f64::NAN], Device::Cpu).unwrap();
+        let counter = Tensor::from_slice(&[3i64]);
+        Local.all_reduce_mean_floating(&[t.shallow_clone(), counter.shallow_clone()]).unwrap();
+        assert_eq!(counter.int64_value(&[0]), 3);
     }
 
     #[test]

@@ -66,6 +66,12 @@ fn collectives() {
     let m = Tensor::from_slice(&[r]);
     g.all_reduce_mean(std::slice::from_ref(&m)).unwrap();
     assert_eq!(values(&m), vec![0.5]);
+    // Buffers: running statistics averaged, integer counters left alone.
+    let running = Tensor::from_slice(&[2.0 * r]);
+    let counter = Tensor::from_slice(&[5 + g.rank() as i64]);
+    g.all_reduce_mean_floating(&[running.shallow_clone(), counter.shallow_clone()]).unwrap();
+    assert_eq!(values(&running), vec![1.0]);
+    assert_eq!(counter.int64_value(&[0]), 5 + g.rank() as i64);
     let mut x = [r, -r];
     g.all_reduce_f64(&mut x, ReduceOp::Max, Device::Cpu).unwrap();
     assert_eq!(x, [1.0, 0.0]);

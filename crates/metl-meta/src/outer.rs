@@ -230,15 +230,7 @@ impl OuterLoop {
         self.optimizer.set_lr(lr);
         self.optimizer.step()?;
         if let Some(dp) = &self.data_parallel {
-            // Running means and variances; integer counters (`num_batches_tracked`) stay.
-            let floating: Vec<Tensor> = dp
-                .buffers
-                .tensors()
-                .iter()
-                .filter(|b| matches!(b.kind(), Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16))
-                .map(Tensor::shallow_clone)
-                .collect();
-            dp.collective.all_reduce_mean(&floating)?;
+            dp.collective.all_reduce_mean_floating(dp.buffers.tensors())?;
         }
         self.steps += 1;
         Ok(lr)

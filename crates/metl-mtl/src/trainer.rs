@@ -418,17 +418,7 @@ impl<M: MultiTaskModel> MtlStep<M> {
             self.strategy.after_step(&tasks, &values)?;
         }
         // Batch-norm running statistics are each shard's: averaged, to stay alike.
-        let buffers: Vec<Tensor> = self
-            .model
-            .buffers()
-            .tensors()
-            .iter()
-            .filter(|b| b.is_floating_point())
-            .map(Tensor::shallow_clone)
-            .collect();
-        if !buffers.is_empty() {
-            c.all_reduce_mean(&buffers)?;
-        }
+        c.all_reduce_mean_floating(self.model.buffers().tensors())?;
         c.check_same(
             &format!("the weights of strategy `{name}` at step {}", self.step),
             &report.weights,

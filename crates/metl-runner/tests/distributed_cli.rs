@@ -3,43 +3,17 @@
 //! at another process count.
 
 mod common;
-use common::{metl, metrics, ok, scratch};
+use common::{metl, metrics, ok, scratch, synthetic_config, SINUSOID};
 use std::{
     collections::BTreeSet,
     fs,
     path::{Path, PathBuf},
 };
 
-const SINUSOID: &str = r#"
-name = "sin"
-seed = 5
-device = "cpu"
-
-[train]
-iterations = 40
-log_every = 10
-val_every = 20
-checkpoint_every = 20
-
-[data.sinusoid]
-
-[model.mlp]
-widths = [1, 40, 40, 1]
-
-[meta.maml]
-
-[episodes]
-ways = 1
-shots = 10
-queries = 10
-meta_batch = 4
-
-[test]
-episodes = 20
-val_episodes = 10
-batch = 10
-steps = [0, 1]
-"#;
+/// [`SINUSOID`] with a meta-batch two processes share (4 tasks) and its own seed.
+fn sinusoid() -> String {
+    SINUSOID.replace("seed = 3", "seed = 5").replace("meta_batch = 5", "meta_batch = 4")
+}
 
 /// Every file and folder under `root`, relative to it.
 fn tree(root: &Path) -> BTreeSet<PathBuf> {
@@ -80,7 +54,7 @@ fn eval_loss(run: &Path) -> Vec<f64> {
 #[test]
 fn two_processes_train_like_one_and_write_the_same_run_folder() {
     let dir = scratch("nproc");
-    fs::write(dir.join("sin.toml"), SINUSOID).unwrap();
+    fs::write(dir.join("sin.toml"), sinusoid()).unwrap();
     let quiet = ["--progress", "quiet"];
     ok(&metl(&[&["train", "sin.toml", "--out", "one"][..], &quiet].concat(), &dir));
     let two = metl(&[&["train", "sin.toml", "--out", "two", "--nproc", "2"][..], &quiet].concat(), &dir);
@@ -125,7 +99,7 @@ fn two_processes_train_like_one_and_write_the_same_run_folder() {
 #[test]
 fn a_bad_configuration_fails_every_rank_with_status_2() {
     let dir = scratch("nproc-bad");
-    fs::write(dir.join("sin.toml"), SINUSOID.replace("widths = [1, 40, 40, 1]", "widths = [1, 40, 40, 2]"))
+    fs::write(dir.join("sin.toml"), sinusoid().replace("widths = [1, 40, 40, 1]", "widths = [1, 40, 40, 2]"))
         .unwrap();
     let out = metl(&["train", "sin.toml", "--nproc", "2", "--progress", "quiet"], &dir);
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
@@ -133,35 +107,12 @@ fn a_bad_configuration_fails_every_rank_with_status_2() {
     let _ = fs::remove_dir_all(&dir);
 }
 
-/// GradNorm's synthetic regression, small, with `strategy`.
+/// [`synthetic_config`], 30 iterations validated and saved every 10.
 fn mtl_config(strategy: &str) -> String {
-    format!(
-        r#"
-name = "syn"
-seed = 7
-device = "cpu"
-
-[train]
-iterations = 30
-batch_size = 32
-log_every = 10
-val_every = 10
-checkpoint_every = 10
-
-[data.synthetic_regression]
-sigmas = [1.0, 10.0, 100.0]
-input_dim = 16
-output_dim = 4
-sizes = [512, 128, 128]
-
-[model.mlp]
-widths = [16, 32, 32]
-
-[mtl]
-strategy = {{ name = "{strategy}" }}
-lr = 0.01
-"#
-    )
+    synthetic_config(strategy)
+        .replace("iterations = 60", "iterations = 30")
+        .replace("val_every = 20", "val_every = 10")
+        .replace("checkpoint_every = 20", "checkpoint_every = 10")
 }
 
 #[test]

@@ -3,39 +3,8 @@
 //! bad multi-task configurations failing with one line and exit status 2.
 
 mod common;
-use common::{metl, metrics, ok, scratch};
+use common::{metl, metrics, ok, scratch, synthetic_config};
 use std::{fs, path::Path};
-
-/// GradNorm's synthetic regression, small: three tasks of scales 1, 10, 100.
-fn config(strategy: &str) -> String {
-    format!(
-        r#"
-name = "syn"
-seed = 7
-device = "cpu"
-
-[train]
-iterations = 60
-batch_size = 32
-log_every = 10
-val_every = 20
-checkpoint_every = 20
-
-[data.synthetic_regression]
-sigmas = [1.0, 10.0, 100.0]
-input_dim = 16
-output_dim = 4
-sizes = [512, 128, 128]
-
-[model.mlp]
-widths = [16, 32, 32]
-
-[mtl]
-strategy = {{ name = "{strategy}" }}
-lr = 0.01
-"#
-    )
-}
 
 fn eval_json(run: &Path, file: &str) -> serde_json::Value {
     serde_json::from_str(&fs::read_to_string(run.join(file)).unwrap()).unwrap()
@@ -47,7 +16,7 @@ const QUIET: [&str; 2] = ["--progress", "quiet"];
 fn stateful_strategies_resume_exactly_and_learn() {
     for strategy in ["famo", "dwa"] {
         let dir = scratch(strategy);
-        fs::write(dir.join("syn.toml"), config(strategy)).unwrap();
+        fs::write(dir.join("syn.toml"), synthetic_config(strategy)).unwrap();
         ok(&metl(&[&["train", "syn.toml", "--out", "a"][..], &QUIET].concat(), &dir));
         let a = dir.join("a/syn");
         let records = metrics(&a);
@@ -105,7 +74,7 @@ fn expect_bad(config: &str, message: &str) {
 
 #[test]
 fn bad_multi_task_configurations_fail_cleanly() {
-    let good = config("pcgrad");
+    let good = synthetic_config("pcgrad");
     expect_bad(&good.replace("\"pcgrad\"", "\"pcgard\""), "pcgard");
     expect_bad(&good.replace("lr = 0.01", "lr = -1.0"), "mtl.lr = -1");
     expect_bad(

@@ -2,43 +2,12 @@
 //! configurations that must fail with one line, exit status 2 and no run folder.
 
 mod common;
-use common::{metl, metrics, ok, scratch};
+use common::{metl, metrics, ok, scratch, SINUSOID};
 use std::{
     fs,
     path::{Path, PathBuf},
     process::Command,
 };
-
-const SINUSOID: &str = r#"
-name = "sin"
-seed = 3
-device = "cpu"
-
-[train]
-iterations = 40
-log_every = 10
-val_every = 20
-checkpoint_every = 20
-
-[data.sinusoid]
-
-[model.mlp]
-widths = [1, 40, 40, 1]
-
-[meta.maml]
-
-[episodes]
-ways = 1
-shots = 10
-queries = 10
-meta_batch = 5
-
-[test]
-episodes = 20
-val_episodes = 10
-batch = 10
-steps = [0, 1]
-"#;
 
 fn eval_results(run: &Path) -> serde_json::Value {
     let v: serde_json::Value =

@@ -40,3 +40,66 @@ pub fn metrics(run: &Path) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// MAML on sinusoids, small: 40 iterations of meta-batches of 5 tasks.
+pub const SINUSOID: &str = r#"
+name = "sin"
+seed = 3
+device = "cpu"
+
+[train]
+iterations = 40
+log_every = 10
+val_every = 20
+checkpoint_every = 20
+
+[data.sinusoid]
+
+[model.mlp]
+widths = [1, 40, 40, 1]
+
+[meta.maml]
+
+[episodes]
+ways = 1
+shots = 10
+queries = 10
+meta_batch = 5
+
+[test]
+episodes = 20
+val_episodes = 10
+batch = 10
+steps = [0, 1]
+"#;
+
+/// GradNorm's synthetic regression, small: three tasks of scales 1, 10, 100.
+pub fn synthetic_config(strategy: &str) -> String {
+    format!(
+        r#"
+name = "syn"
+seed = 7
+device = "cpu"
+
+[train]
+iterations = 60
+batch_size = 32
+log_every = 10
+val_every = 20
+checkpoint_every = 20
+
+[data.synthetic_regression]
+sigmas = [1.0, 10.0, 100.0]
+input_dim = 16
+output_dim = 4
+sizes = [512, 128, 128]
+
+[model.mlp]
+widths = [16, 32, 32]
+
+[mtl]
+strategy = {{ name = "{strategy}" }}
+lr = 0.01
+"#
+    )
+}

@@ -132,3 +132,34 @@ fn two_processes_train_a_multi_task_model_like_one() {
         let _ = fs::remove_dir_all(&dir);
     }
 }
+
+#[test]
+fn two_processes_stop_early_at_the_same_step() {
+    // Learning rates too small to change an f32 weight: validation never improves on the
+    // first one (step 10), so patience 2 ends training at step 30 on both ranks (a rank
+    // that went on would wait for the other at its next collective until the timeout).
+    let meta = sinusoid().replace("[meta.maml]", "[meta.maml]\nouter_lr = 1e-30");
+    let mtl = mtl_config("pcgrad").replace("lr = 0.01", "lr = 1e-30");
+    for (name, config) in [("sin", meta), ("syn", mtl)] {
+        let dir = scratch(&format!("nproc-patience-{name}"));
+        let config = config
+            .replace("val_every = 20", "val_every = 10")
+            .replace("iterations = 40", "iterations = 1000")
+            .replace("iterations = 30", "iterations = 1000")
+            .replace("[train]", "[train]\npatience = 2");
+        fs::write(dir.join("c.toml"), config).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_metl"))
+            .args(["train", "c.toml", "--nproc", "2", "--progress", "quiet"])
+            .env("METL_DIST_TIMEOUT", "60")
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        ok(&out);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(stdout.matches("stopping early at step 30").count(), 1, "{name}: {stdout}");
+        let run = dir.join("runs").join(name);
+        assert_eq!(metrics(&run).last().unwrap()["step"].as_u64(), Some(30), "{name}");
+        assert!(run.join("eval.json").is_file(), "{name}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

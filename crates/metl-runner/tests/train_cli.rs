@@ -74,6 +74,11 @@ fn bad_configurations_fail_cleanly() {
     expect_bad(SINUSOID, &["--set", "meta.maml.inner_lr=-0.4"], "meta.inner_lr = -0.4: must be > 0");
     expect_bad(SINUSOID, &["--set", "train.checkpoint_every=15"], "train.checkpoint_every = 15");
     expect_bad(&SINUSOID.replace("[meta.maml]", "[meta.mamml]"), &[], "unknown variant `mamml`");
+    expect_bad(
+        SINUSOID,
+        &["--set", "train.val_every=0", "--set", "train.patience=2"],
+        "train.patience = 2: early stopping counts validations",
+    );
     let omniglot = SINUSOID
         .replace("[data.sinusoid]", "[data.omniglot]\nprotocol = \"lake\"\nroot = \"no/such/folder\"")
         .replace("[model.mlp]\nwidths = [1, 40, 40, 1]", "[model.conv4]");
@@ -133,6 +138,48 @@ fn ctrl_c_writes_a_checkpoint_and_the_run_resumes() {
     let until = format!("train.iterations={}", step + 5);
     ok(&metl(&["train", "--resume", run_str, "--set", &until, "--progress", "quiet"], &dir));
     assert!(run.join("eval.json").is_file());
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The last checkpoint's `state.json` of a run.
+fn last_state(run: &Path) -> serde_json::Value {
+    let latest = fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    let path = run.join("checkpoints").join(latest.trim()).join("state.json");
+    serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn early_stopping_ends_after_patience_validations_and_resumes_with_more() {
+    // With an outer learning rate too small to change an f32 weight the validation score
+    // (the same episodes each time) never improves on the first one
+    // (step 10), so patience 2 stops at the validation of step 30.
+    let dir = scratch("patience");
+    let config = SINUSOID
+        .replace("iterations = 40", "iterations = 1000\npatience = 2")
+        .replace("val_every = 20", "val_every = 10")
+        .replace("checkpoint_every = 20", "checkpoint_every = 100")
+        .replace("[meta.maml]", "[meta.maml]\nouter_lr = 1e-30");
+    fs::write(dir.join("sin.toml"), config).unwrap();
+    let out = metl(&["train", "sin.toml", "--out", "runs", "--progress", "quiet"], &dir);
+    ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("stopping early at step 30"), "{stdout}");
+    let run = dir.join("runs/sin");
+    let state = last_state(&run);
+    assert_eq!((state["step"].as_u64(), state["best_step"].as_u64()), (Some(30), Some(10)));
+    assert_eq!(state["stopped_early"], serde_json::Value::Bool(true));
+    assert_eq!(metrics(&run).last().unwrap()["step"].as_u64(), Some(30));
+    assert!(run.join("eval.json").is_file());
+
+    // Resuming with the same patience trains no further; with patience 3 it trains one
+    // more validation period.
+    let run_str = run.to_str().unwrap();
+    ok(&metl(&["train", "--resume", run_str, "--progress", "quiet"], &dir));
+    assert_eq!(last_state(&run)["step"].as_u64(), Some(30));
+    ok(&metl(&["train", "--resume", run_str, "--set", "train.patience=3", "--progress", "quiet"], &dir));
+    assert_eq!(last_state(&run)["step"].as_u64(), Some(40));
+    let recorded = fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(recorded.contains("patience = 3"), "the resumed run's config.toml: {recorded}");
     fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -102,6 +102,11 @@ pub struct TrainConfig {
     /// Iterations between checkpoints (default 1000; a multiple of `log_every`).
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
+    /// Early stopping: training ends once this many validations in a row (every
+    /// `val_every` iterations) have not improved on the best one; the final test uses the
+    /// best validated weights. Absent (default): all `iterations` run.
+    #[serde(default)]
+    pub patience: Option<u64>,
     /// Mini-batch size of pre-training (the baselines) and of multi-task training
     /// (default 16, Chen et al.'s).
     #[serde(default = "default_batch_size")]
@@ -257,6 +262,14 @@ impl Experiment {
                 "train.val_every = {}: must be a multiple of train.log_every ({}) (validation results are logged)",
                 t.val_every, t.log_every
             )));
+        }
+        if let Some(patience) = t.patience {
+            positive("train.patience", patience)?;
+            if t.val_every == 0 {
+                return Err(bad_input(format!(
+                    "train.patience = {patience}: early stopping counts validations; set train.val_every too"
+                )));
+            }
         }
         if let Some(threads) = self.threads {
             positive("threads", threads as u64)?;

@@ -194,7 +194,7 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MetaSetup) -> anyhow::Result<(
     let exp = ctx.experiment;
     let device = ctx.device;
     let train_cfg = exp.train;
-    let mut state = ctx.resume.take().unwrap_or_else(|| TrainingState::new(exp.seed));
+    let mut state = ctx.resume.take().map_or_else(|| TrainingState::new(exp.seed), |s| s.resumed(&train_cfg));
     if let Some(path) = &ctx.resume_from {
         let saved = checkpoint::load_group(path, "learner", device)?;
         setup.learner.load_state(&saved).with_context(|| format!("restoring {}", path.display()))?;
@@ -239,7 +239,7 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MetaSetup) -> anyhow::Result<(
     let started = Instant::now();
     let elapsed_before = state.elapsed_seconds;
     let mut last_checkpoint = ctx.resume_from.clone();
-    while state.step < train_cfg.iterations {
+    while state.step < train_cfg.iterations && !state.stopped_early {
         let step = state.step + 1;
         let batch = train_stream.next_batch()?;
         tch::manual_seed(stream_seed(exp.seed, 1_000_000 + step) as i64);
@@ -264,9 +264,14 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MetaSetup) -> anyhow::Result<(
         window_loss += loss;
         window_acc += accuracy;
         window_n += 1;
+        let validate = has_val
+            && ((train_cfg.val_every > 0 && step % train_cfg.val_every == 0) || step == train_cfg.iterations);
         let Some(log) = log.as_mut() else {
             if interrupted > 0.0 {
                 return Err(crate::error::Interrupted { step, run: ctx.run.root().to_owned() }.into());
+            }
+            if validate && state.stop_early(&train_cfg, collective.as_ref())? {
+                break;
             }
             continue;
         };
@@ -278,9 +283,6 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MetaSetup) -> anyhow::Result<(
             if report.accuracy.is_some() {
                 values.push(("accuracy", window_acc / n));
             }
-            let validate = has_val
-                && ((train_cfg.val_every > 0 && step % train_cfg.val_every == 0)
-                    || step == train_cfg.iterations);
             if validate {
                 let test = exp.test.clone().unwrap_or_default();
                 let results = evaluate_split(exp, &setup, Split::Val, test.val_episodes, device)?;
@@ -309,7 +311,8 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MetaSetup) -> anyhow::Result<(
             window_start = Instant::now();
         }
         let interrupted = interrupted > 0.0;
-        if step % train_cfg.checkpoint_every == 0 || step == train_cfg.iterations || interrupted {
+        let stop = validate && state.stop_early(&train_cfg, collective.as_ref())?;
+        if step % train_cfg.checkpoint_every == 0 || step == train_cfg.iterations || interrupted || stop {
             log.flush()?;
             state.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
             let learner_state = setup.learner.state();

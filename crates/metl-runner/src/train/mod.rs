@@ -8,7 +8,7 @@ use crate::{
     device::parse_device,
     distributed,
     error::bad_input,
-    experiment::{Experiment, Kind},
+    experiment::{Experiment, Kind, TrainConfig},
     interrupt, metrics,
     progress::ProgressMode,
     run_dir::{write_json, RunDir, RunInfo},
@@ -35,12 +35,56 @@ pub struct TrainingState {
     pub best_step: Option<u64>,
     /// Training wall time so far, in seconds.
     pub elapsed_seconds: f64,
+    /// Whether training ended early (`train.patience` validations without improvement).
+    #[serde(default)]
+    pub stopped_early: bool,
 }
 
 impl TrainingState {
     /// The state of a new run.
     pub fn new(seed: u64) -> Self {
-        Self { step: 0, seed, best_val: None, best_step: None, elapsed_seconds: 0.0 }
+        Self { step: 0, seed, best_val: None, best_step: None, elapsed_seconds: 0.0, stopped_early: false }
+    }
+
+    /// Whether `train.patience` validations have passed since the best one (early stopping).
+    /// Validations happen every `val_every` iterations and the best is one of them, so the
+    /// distance to it reaches `patience × val_every` exactly at a validation.
+    pub fn patience_exhausted(&self, train: &TrainConfig) -> bool {
+        match (train.patience, self.best_step) {
+            (Some(patience), Some(best)) => {
+                self.step.saturating_sub(best) >= patience.saturating_mul(train.val_every)
+            }
+            _ => false,
+        }
+    }
+
+    /// At a validation step: whether training stops early, as rank 0 (which validated)
+    /// decides, on every rank. Sets `stopped_early` and says so on rank 0.
+    pub fn stop_early(&mut self, train: &TrainConfig, collective: &dyn Collective) -> anyhow::Result<bool> {
+        if train.patience.is_none() {
+            return Ok(false);
+        }
+        let mut decision = [f64::from(u8::from(collective.is_main() && self.patience_exhausted(train)))];
+        if collective.world_size() > 1 {
+            collective.all_reduce_f64(&mut decision, metl_dist::ReduceOp::Max, Device::Cpu)?;
+        }
+        self.stopped_early = decision[0] > 0.0;
+        if self.stopped_early && collective.is_main() {
+            println!(
+                "stopping early at step {}: no better validation score in {} validations since step {}",
+                self.step,
+                train.patience.unwrap_or_default(),
+                self.best_step.unwrap_or_default()
+            );
+        }
+        Ok(self.stopped_early)
+    }
+
+    /// A resumed state: still stopped only if its patience is still exhausted (a resume
+    /// with a larger `train.patience` continues training).
+    pub fn resumed(mut self, train: &TrainConfig) -> Self {
+        self.stopped_early = self.stopped_early && self.patience_exhausted(train);
+        self
     }
 }
 
@@ -147,7 +191,14 @@ pub fn run(options: &TrainOptions) -> anyhow::Result<()> {
         Kind::Mtl => Built::Mtl(Box::new(mtl::setup(&experiment, device)?)),
     };
     let run = match run {
-        Some(run) => run,
+        Some(run) => {
+            if main && !options.overrides.is_empty() {
+                // The run folder's configuration is the one training continues with.
+                run.write_config(&table)?;
+                println!("{}: updated with {}", run.config_path().display(), options.overrides.join(" "));
+            }
+            run
+        }
         None if main => {
             let run = RunDir::create(&options.out, &experiment.name)?;
             run.write_config(&table)?;

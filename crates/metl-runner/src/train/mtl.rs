@@ -351,7 +351,7 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MtlSetup) -> anyhow::Result<()
     let device = ctx.device;
     let cfg = exp.train;
     let mut state = match &ctx.resume_from {
-        Some(dir) => restore(&mut setup, dir, device)?.common,
+        Some(dir) => restore(&mut setup, dir, device)?.common.resumed(&cfg),
         None => TrainingState::new(exp.seed),
     };
     let collective = Arc::clone(&ctx.collective);
@@ -404,7 +404,7 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MtlSetup) -> anyhow::Result<()
     let started = Instant::now();
     let elapsed_before = state.elapsed_seconds;
     let mut last_checkpoint = ctx.resume_from.clone();
-    while state.step < cfg.iterations {
+    while state.step < cfg.iterations && !state.stopped_early {
         let step = state.step + 1;
         let epoch = loader.epoch();
         let whole = loader.next_batch(device)?;
@@ -446,9 +446,13 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MtlSetup) -> anyhow::Result<()
         let mut stop = [f64::from(u8::from(interrupt::requested()))];
         crate::distributed::mean_over_ranks(collective.as_ref(), &mut stop)?;
         let interrupted = stop[0] > 0.0;
+        let validate = (cfg.val_every > 0 && step % cfg.val_every == 0) || step == cfg.iterations;
         let Some(log) = log.as_mut() else {
             if interrupted {
                 return Err(crate::error::Interrupted { step, run: ctx.run.root().to_owned() }.into());
+            }
+            if validate && state.stop_early(&cfg, collective.as_ref())? {
+                break;
             }
             continue;
         };
@@ -474,7 +478,7 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MtlSetup) -> anyhow::Result<()
                 values.push(("grad_cosine".into(), cosine));
                 values.push(("grad_conflicts".into(), conflicts));
             }
-            if (cfg.val_every > 0 && step % cfg.val_every == 0) || step == cfg.iterations {
+            if validate {
                 let val = evaluate(&setup, Split::Val, cfg.batch_size.max(256), device)?;
                 let (val_loss, val_error) = summary(&val);
                 values.push(("val_loss".into(), val_loss));
@@ -499,7 +503,8 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MtlSetup) -> anyhow::Result<()
             (loss_sums, weight_sums, counts) = (vec![0.0; t], vec![0.0; t], vec![0; t]);
             window = (Instant::now(), 0);
         }
-        if step % cfg.checkpoint_every == 0 || step == cfg.iterations || interrupted {
+        let stop = validate && state.stop_early(&cfg, collective.as_ref())?;
+        if step % cfg.checkpoint_every == 0 || step == cfg.iterations || interrupted || stop {
             log.flush()?;
             state.elapsed_seconds = elapsed_before + started.elapsed().as_secs_f64();
             let groups = setup.groups();

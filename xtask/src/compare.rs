@@ -6,6 +6,10 @@
 //! for both), alternately, for several rounds; prints a table of medians, ratios and
 //! spreads; and writes it into docs/performance.md between the `compare` markers, with
 //! the date, the machine and the command.
+//!
+//! `metl` keeps freed memory for reuse by default (glibc's variables below, set by
+//! `crates/metl-runner/src/malloc.rs`); each reference runs twice per round, as users run
+//! it (glibc's defaults) and with the same variables, so that both ratios are reported.
 
 use crate::{
     cmd::{cargo, fail, run, workspace_root, Env, Failure, Result},
@@ -16,6 +20,14 @@ use std::{
     path::{Path, PathBuf},
     process::Command,
 };
+
+/// The glibc settings `metl` runs with by default (`crates/metl-runner/src/malloc.rs`'s
+/// `SETTINGS`; a test there checks that these are the same).
+const METL_MALLOC: [(&str, &str); 3] = [
+    ("MALLOC_MMAP_THRESHOLD_", "4294967296"),
+    ("MALLOC_TRIM_THRESHOLD_", "68719476736"),
+    ("MALLOC_TOP_PAD_", "1073741824"),
+];
 
 /// One reference run and its metl counterpart.
 struct Workload {
@@ -340,14 +352,30 @@ fn read_json(python: &Path, file: &Path, key: &str) -> Result<Measure> {
     }
 }
 
+/// How a reference script's process allocates memory.
+#[derive(Debug, Clone, Copy)]
+enum Malloc {
+    /// glibc's defaults, as users run PyTorch.
+    AsUsersRunIt,
+    /// [`METL_MALLOC`], metl's default.
+    LikeMetl,
+}
+
 fn run_reference(
     python: &Path,
     w: &Workload,
     implementation: Option<&str>,
+    malloc: Malloc,
     out_dir: &Path,
     name: &str,
 ) -> Result<Measure> {
     let mut cmd = Command::new(python);
+    for (var, value) in METL_MALLOC {
+        match malloc {
+            Malloc::AsUsersRunIt => cmd.env_remove(var),
+            Malloc::LikeMetl => cmd.env(var, value),
+        };
+    }
     cmd.arg(reference_dir().join(w.script)).args(w.args).args(["--threads", "2", "--out-dir"]).arg(out_dir);
     cmd.args(["--name", name]);
     if let Some(i) = implementation {
@@ -372,6 +400,11 @@ fn run_metl(python: &Path, w: &Workload, out_dir: &Path, name: &str) -> Result<M
     let metl = crate::cmd::target_dir().join("release/metl");
     let mut cmd = Command::new(metl);
     cmd.arg("bench").args(w.metl).args(["--threads", "2"]);
+    // metl as users run it: its own default (it sets the variables itself).
+    cmd.env_remove("METL_MALLOC");
+    for (var, _) in METL_MALLOC {
+        cmd.env_remove(var);
+    }
     if w.omniglot {
         cmd.env("METL_OMNIGLOT_DIR", omniglot_dir());
     }
@@ -404,7 +437,10 @@ fn spread(v: &[f64]) -> f64 {
 struct Row {
     label: String,
     reference: String,
+    /// PyTorch as users run it.
     torch: Vec<Measure>,
+    /// PyTorch with metl's allocator settings.
+    tuned: Vec<Measure>,
     metl: Vec<Measure>,
     target: &'static str,
 }
@@ -457,6 +493,7 @@ pub fn compare(rounds: usize, only: Option<&str>) -> Result {
                 label: w.label.to_owned(),
                 reference: i.map_or("PyTorch".to_owned(), |i| format!("PyTorch {i}")),
                 torch: Vec::new(),
+                tuned: Vec::new(),
                 metl: Vec::new(),
                 target: w.target,
             });
@@ -476,8 +513,16 @@ pub fn compare(rounds: usize, only: Option<&str>) -> Result {
             for i in impls {
                 eprintln!("compare round {}/{rounds}: {} — {}", round + 1, w.label, i.unwrap_or("PyTorch"));
                 let name = format!("ref-{wi}-{}-{round}", i.unwrap_or("torch"));
-                let measure = run_reference(&python, w, i, &out_dir, &name)?;
+                let measure = run_reference(&python, w, i, Malloc::AsUsersRunIt, &out_dir, &name)?;
                 rows[row].torch.push(measure);
+                eprintln!(
+                    "compare round {}/{rounds}: {} — {} with metl's allocator settings",
+                    round + 1,
+                    w.label,
+                    i.unwrap_or("PyTorch")
+                );
+                let tuned = run_reference(&python, w, i, Malloc::LikeMetl, &out_dir, &format!("{name}-malloc"))?;
+                rows[row].tuned.push(tuned);
                 rows[row].metl.push(metl);
                 row += 1;
             }
@@ -492,24 +537,29 @@ pub fn compare(rounds: usize, only: Option<&str>) -> Result {
 
 fn render(rows: &[Row]) -> String {
     let mut s = String::from(
-        "| workload | reference | PyTorch median | metl median | ratio | spread PyTorch / metl | peak RSS MB PyTorch / metl | metl data wait | target |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| workload | reference | PyTorch median | metl median | ratio | PyTorch, metl's malloc settings | ratio | \
+         spread PyTorch / same malloc / metl | peak RSS MB PyTorch / same malloc / metl | metl data wait | target |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for r in rows {
         let rates = |m: &[Measure]| m.iter().map(|x| x.rate).collect::<Vec<_>>();
-        let (t, m) = (rates(&r.torch), rates(&r.metl));
+        let (t, u, m) = (rates(&r.torch), rates(&r.tuned), rates(&r.metl));
         let rss = |m: &[Measure]| m.iter().map(|x| x.rss_mb).fold(0.0, f64::max);
         let _ = writeln!(
             s,
-            "| {} | {} | {:.3} /s | {:.3} /s | {:.2}× | {:.0}% / {:.0}% | {:.0} / {:.0} | {:.2}% | {} |",
+            "| {} | {} | {:.3} /s | {:.3} /s | {:.2}× | {:.3} /s | {:.2}× | {:.0}% / {:.0}% / {:.0}% | {:.0} / {:.0} / {:.0} | {:.2}% | {} |",
             r.label,
             r.reference,
             median(&t),
             median(&m),
             median(&m) / median(&t),
+            median(&u),
+            median(&m) / median(&u),
             spread(&t),
+            spread(&u),
             spread(&m),
             rss(&r.torch),
+            rss(&r.tuned),
             rss(&r.metl),
             100.0 * median(&r.metl.iter().map(|x| x.data_wait).collect::<Vec<_>>()),
             r.target
@@ -547,7 +597,9 @@ fn write_performance_md(table: &str, rounds: usize) -> Result {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let block = format!(
         "{BEGIN}\nMeasured {} on {} by `cargo xtask {}` ({rounds} round(s), reference and metl alternating, 2 threads each; \
-         figures are medians over rounds of each run's median window; ratio = metl / PyTorch, higher is better).\n\n{table}{END}",
+         figures are medians over rounds of each run's median window; ratio = metl / PyTorch, higher is better; metl runs with its \
+         default allocator settings, PyTorch as users run it and, in the second pair of columns, with the same settings: \
+         MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736 MALLOC_TOP_PAD_=1073741824).\n\n{table}{END}",
         today(),
         machine(),
         args.join(" ")

@@ -6,8 +6,9 @@
 //! task and must regress the whole curve. All three ranges are configurable.
 
 use crate::{
+    episode::Prefetcher,
     error::{DataError, Result},
-    rng::{seeded, Rng},
+    rng::{seeded, substream, Rng},
     TaskBatch,
 };
 use rand::Rng as _;
@@ -163,6 +164,52 @@ impl SinusoidTasks {
     }
 }
 
+/// An endless, seekable stream of sinusoid meta-batches: batch `i` holds `tasks` tasks
+/// drawn from ChaCha8 stream `i` of the seed, so that any batch can be drawn without the
+/// ones before it (resuming, sharding) and a prefetched stream equals a direct one.
+#[derive(Debug, Clone)]
+pub struct SinusoidBatches {
+    config: SinusoidConfig,
+    seed: u64,
+    next: u64,
+    shape: [usize; 3],
+}
+
+impl SinusoidBatches {
+    /// Batches of `tasks` tasks with `support` and `query` points each, from batch 0.
+    pub fn new(
+        config: SinusoidConfig,
+        seed: u64,
+        tasks: usize,
+        support: usize,
+        query: usize,
+    ) -> Result<Self> {
+        config.validate()?;
+        if tasks == 0 {
+            return Err(DataError::invalid("tasks", tasks, "must be at least 1"));
+        }
+        Ok(Self { config, seed, next: 0, shape: [tasks, support, query] })
+    }
+
+    /// Continues at batch `index`.
+    pub fn seek(&mut self, index: u64) {
+        self.next = index;
+    }
+
+    /// The next batch, on `device`.
+    pub fn next_batch(&mut self, device: Device) -> Result<TaskBatch> {
+        let mut tasks = SinusoidTasks::from_rng(self.config, substream(self.seed, self.next));
+        self.next += 1;
+        let [t, s, q] = self.shape;
+        tasks.sample_batch(t, s, q, device)
+    }
+
+    /// The same batches drawn ahead on a background thread, at most `depth` waiting.
+    pub fn prefetch(mut self, depth: usize, device: Device) -> Prefetcher {
+        Prefetcher::from_fn(depth, move || self.next_batch(device))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +240,24 @@ mod tests {
         assert!(a.query_y.equal(&b.query_y) && a.support_x.equal(&b.support_x));
         let c = SinusoidTasks::new(SinusoidConfig::default(), 4).sample_batch(4, 3, 3, Device::Cpu);
         assert!(!a.support_x.equal(&c.unwrap().support_x));
+    }
+
+    #[test]
+    fn batches_are_seekable_and_prefetched_unchanged() {
+        let direct = SinusoidBatches::new(SinusoidConfig::default(), 9, 3, 4, 5).unwrap();
+        let mut a = direct.clone();
+        let first: Vec<TaskBatch> = (0..4).map(|_| a.next_batch(Device::Cpu).unwrap()).collect();
+        assert_eq!(first[0].support_x.size(), [3, 4, 1]);
+        assert!(!first[0].support_x.equal(&first[1].support_x));
+        let mut later = direct.clone();
+        later.seek(2);
+        assert!(later.next_batch(Device::Cpu).unwrap().query_y.equal(&first[2].query_y));
+        let mut ahead = direct.prefetch(2, Device::Cpu);
+        for batch in &first {
+            let b = ahead.next_batch().unwrap();
+            assert!(b.support_x.equal(&batch.support_x) && b.query_y.equal(&batch.query_y));
+        }
+        assert!(SinusoidBatches::new(SinusoidConfig::default(), 9, 0, 4, 5).is_err());
     }
 
     #[test]

@@ -187,10 +187,12 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
             let (mlp, theta) = metl_models::mlp::MlpConfig::new([1, 40, 40, 1]).init(&vs.root())?;
             let config = MamlConfig { first_order: options.first_order, ..Default::default() };
             let mut maml = Maml::new(mlp, theta, &vs, TaskLoss::Mse, config)?;
-            let mut tasks = metl_data::sinusoid::SinusoidTasks::new(Default::default(), 0);
+            // Tasks drawn ahead on a thread, as `metl train` does.
+            let mut tasks = metl_data::sinusoid::SinusoidBatches::new(Default::default(), 0, 25, 10, 10)?
+                .prefetch(2, device);
             let w = Rc::clone(&wait);
             let step = move || -> anyhow::Result<f64> {
-                let batch = timed(&w, || tasks.sample_batch(25, 10, 10, device))?;
+                let batch = timed(&w, || tasks.next_batch())?;
                 Ok(maml.meta_train_step(&batch)?.loss)
             };
             (

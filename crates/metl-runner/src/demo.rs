@@ -15,6 +15,7 @@ use crate::{
 };
 use anyhow::Context;
 use metl_data::{
+    episode::Prefetcher,
     rng::substream,
     sinusoid::{SinusoidConfig, SinusoidTask, SinusoidTasks},
     TaskBatch,
@@ -83,7 +84,9 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let (mlp, theta) = MlpConfig::new([1, 40, 40, 1]).init(&vs.root())?;
     let mut maml = Maml::new(mlp, theta, &vs, TaskLoss::Mse, MamlConfig::default())?;
     let family = SinusoidConfig::default();
-    let mut train_tasks = SinusoidTasks::from_rng(family, substream(args.seed, 0));
+    // The training tasks are drawn ahead on a thread (the same sequence).
+    let mut sampler = SinusoidTasks::from_rng(family, substream(args.seed, 0));
+    let mut train_tasks = Prefetcher::from_fn(2, move || sampler.sample_batch(META_BATCH, K, K, device));
 
     println!(
         "metl demo: MAML on sinusoids (MLP 1-40-40-1, K={K}, meta-batch {META_BATCH}, 1 inner step, second order) on {device:?}"
@@ -92,7 +95,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let mut curve = Vec::with_capacity(args.iterations as usize);
     let mut smoothed = None;
     for _ in 0..args.iterations {
-        let batch = train_tasks.sample_batch(META_BATCH, K, K, device)?;
+        let batch = train_tasks.next_batch()?;
         let report = maml.meta_train_step(&batch)?;
         curve.push((report.step, report.loss));
         let s = smoothed.map_or(report.loss, |s: f64| 0.99 * s + 0.01 * report.loss);

@@ -73,3 +73,23 @@ fn restart_with_settings() -> MallocSetting {
 fn restart_with_settings() -> MallocSetting {
     MallocSetting::Unsupported
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_runs_pytorch_with_the_same_settings() {
+        // `cargo xtask compare` (which cannot depend on this crate) repeats the settings.
+        let compare =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../xtask/src/compare.rs"))
+                .expect("xtask/src/compare.rs");
+        for (var, value) in SETTINGS {
+            assert!(
+                compare.contains(&format!("(\"{var}\", \"{value}\")")),
+                "{var}={value} not in compare.rs"
+            );
+            assert!(compare.contains(&format!("{var}={value}")), "{var}={value} not in compare.rs's header");
+        }
+    }
+}

@@ -1,4 +1,5 @@
-//! [`Prefetcher`]: an [`EpisodeSampler`] on a background thread.
+//! [`Prefetcher`]: a stream of meta-batches (an [`EpisodeSampler`]'s, or any other) on a
+//! background thread.
 
 use super::{Episode, EpisodeSampler};
 use crate::{error::Result, image::ClassImages, TaskBatch};
@@ -13,7 +14,7 @@ use tch::Device;
 ///
 /// The thread samples, gathers and converts meta-batches into [`TaskBatch`]es on the
 /// device, keeping at most `depth` ready in a bounded queue. The sequence of batches is
-/// the sampler's, unchanged. Dropping the prefetcher stops the thread.
+/// the source's, unchanged. Dropping the prefetcher stops the thread.
 #[derive(Debug)]
 pub struct Prefetcher {
     receiver: Option<Receiver<Prepared>>,
@@ -27,18 +28,29 @@ impl Prefetcher {
     where
         D: ClassImages + Send + Sync + 'static + ?Sized,
     {
+        Self::start(depth, move || {
+            let buffers = sampler.sample_buffers();
+            (buffers.to_batch(device), buffers.episodes)
+        })
+    }
+
+    /// Prefetches the batches `produce` returns, in order, keeping at most `depth` ready
+    /// (e.g. [`SinusoidBatches::prefetch`](crate::sinusoid::SinusoidBatches::prefetch)).
+    /// [`Prefetcher::next_with_episodes`] gives no episodes for them.
+    pub fn from_fn<F>(depth: usize, mut produce: F) -> Self
+    where
+        F: FnMut() -> Result<TaskBatch> + Send + 'static,
+    {
+        Self::start(depth, move || (produce(), Vec::new()))
+    }
+
+    fn start(depth: usize, mut produce: impl FnMut() -> Prepared + Send + 'static) -> Self {
         let (sender, receiver) = sync_channel(depth.max(1));
         let worker = std::thread::Builder::new()
-            .name("metl-episode-prefetch".into())
+            .name("metl-prefetch".into())
             .spawn(move || {
                 // Ends when the receiver is dropped.
-                loop {
-                    let buffers = sampler.sample_buffers();
-                    let batch = buffers.to_batch(device);
-                    if sender.send((batch, buffers.episodes)).is_err() {
-                        break;
-                    }
-                }
+                while sender.send(produce()).is_ok() {}
             })
             .expect("spawning the prefetch thread");
         Self { receiver: Some(receiver), worker: Some(worker) }

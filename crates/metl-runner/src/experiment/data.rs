@@ -13,7 +13,7 @@ use metl_data::{
     multitask::{Omniglot50, Omniglot50Config, SyntheticRegression, SyntheticRegressionConfig},
     omniglot::{omniglot_dir, OmniglotSplits},
     rng::substream,
-    sinusoid::{SinusoidConfig, SinusoidTasks},
+    sinusoid::{SinusoidBatches, SinusoidConfig},
     ClassPool, EpisodeConfig, EpisodeSampler, MultiTaskDataset, Omniglot, OmniglotConfig, OmniglotProtocol,
     Split, TaskBatch,
 };
@@ -405,13 +405,10 @@ pub fn shard_of(stream: Box<dyn EpisodeStream>, shard: Shard, rows: bool) -> Box
     Box::new(ShardOf { inner: stream, shard, along })
 }
 
-/// Sinusoid meta-batches: batch `i` is drawn from ChaCha8 stream `i` of the seed.
+/// Sinusoid meta-batches: batch `i` is drawn from ChaCha8 stream `i` of the seed,
+/// prepared ahead on a background thread.
 pub struct SinusoidStream {
-    config: SinusoidConfig,
-    seed: u64,
-    next: u64,
-    episodes: EpisodeConfig,
-    device: Device,
+    batches: Prefetcher,
 }
 
 impl SinusoidStream {
@@ -423,17 +420,18 @@ impl SinusoidStream {
         seed: u64,
         start: u64,
         device: Device,
-    ) -> Self {
-        Self { config, seed, next: start, episodes, device }
+    ) -> anyhow::Result<Self> {
+        let mut batches =
+            SinusoidBatches::new(config, seed, episodes.meta_batch, episodes.shots, episodes.queries)
+                .map_err(bad_input)?;
+        batches.seek(start);
+        Ok(Self { batches: batches.prefetch(2, device) })
     }
 }
 
 impl EpisodeStream for SinusoidStream {
     fn next_batch(&mut self) -> anyhow::Result<TaskBatch> {
-        let mut tasks = SinusoidTasks::from_rng(self.config, substream(self.seed, self.next));
-        self.next += 1;
-        let e = &self.episodes;
-        Ok(tasks.sample_batch(e.meta_batch, e.shots, e.queries, self.device)?)
+        Ok(self.batches.next_batch()?)
     }
 }
 

@@ -123,7 +123,7 @@ pub fn stream(
     Ok(match (&exp.data, &setup.classes) {
         (DataConfig::Sinusoid(c), _) => {
             shard.check("episodes.meta_batch", episodes.meta_batch)?;
-            shard_of(Box::new(SinusoidStream::new(*c, episodes, seed, start, device)), shard, false)
+            shard_of(Box::new(SinusoidStream::new(*c, episodes, seed, start, device)?), shard, false)
         }
         (_, Some(classes)) if pretrains && split == Split::Train => {
             shard.check("train.batch_size", exp.train.batch_size)?;

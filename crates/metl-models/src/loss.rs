@@ -11,6 +11,10 @@ pub enum TaskLoss {
     Mse,
     /// Cross-entropy of logits against class indices, for classification.
     CrossEntropy,
+    /// Binary cross-entropy of one logit per sample against a 0/1 target,
+    /// `mean(−y log σ(ŷ) − (1 − y) log(1 − σ(ŷ)))`, for yes/no attributes (CelebA's 40, as
+    /// Nash-MTL and FAMO train them).
+    BinaryCrossEntropy,
 }
 
 impl TaskLoss {
@@ -19,6 +23,9 @@ impl TaskLoss {
         match self {
             TaskLoss::Mse => prediction.mse_loss(target, Reduction::Mean),
             TaskLoss::CrossEntropy => prediction.cross_entropy_for_logits(target),
+            TaskLoss::BinaryCrossEntropy => {
+                prediction.binary_cross_entropy_with_logits::<Tensor>(target, None, None, Reduction::Mean)
+            }
         }
     }
 
@@ -29,6 +36,10 @@ impl TaskLoss {
             TaskLoss::Mse => {
                 (prediction - target).square().reshape([tasks, -1]).mean_dim(1, false, None::<Kind>)
             }
+            TaskLoss::BinaryCrossEntropy => prediction
+                .binary_cross_entropy_with_logits::<Tensor>(target, None, None, Reduction::None)
+                .reshape([tasks, -1])
+                .mean_dim(1, false, None::<Kind>),
             TaskLoss::CrossEntropy => {
                 let classes = *prediction.size().last().expect("logits have a class dimension");
                 let flat = prediction.reshape([-1, classes]);
@@ -39,11 +50,15 @@ impl TaskLoss {
         }
     }
 
-    /// Per-task accuracy `[T]` for classification (fraction of argmax hits); `None` for
-    /// regression.
+    /// Per-task accuracy `[T]` for classification (fraction of argmax hits) and binary
+    /// tasks (fraction of `(ŷ > 0) = y`); `None` for regression.
     pub fn per_task_accuracy(self, prediction: &Tensor, target: &Tensor) -> Option<Tensor> {
         match self {
             TaskLoss::Mse => None,
+            TaskLoss::BinaryCrossEntropy => {
+                let hits = prediction.gt(0.0).eq_tensor(&target.gt(0.5)).to_kind(Kind::Float);
+                Some(hits.reshape([prediction.size()[0], -1]).mean_dim(1, false, None::<Kind>))
+            }
             TaskLoss::CrossEntropy => {
                 let hits = prediction.argmax(-1, false).eq_tensor(target).to_kind(Kind::Float);
                 Some(hits.reshape([prediction.size()[0], -1]).mean_dim(1, false, None::<Kind>))
@@ -117,7 +132,7 @@ pub trait Loss: Send + Sync {
 impl Loss for TaskLoss {
     fn targets(&self) -> Targets {
         match self {
-            TaskLoss::Mse => Targets::Values,
+            TaskLoss::Mse | TaskLoss::BinaryCrossEntropy => Targets::Values,
             TaskLoss::CrossEntropy => Targets::Classes,
         }
     }
@@ -202,5 +217,20 @@ mod tests {
         let diff = (mse.per_task(&x, &y) - TaskLoss::Mse.per_task(&x, &y)).abs().max().double_value(&[]);
         assert!(diff < 1e-12, "{diff}");
         assert!(mse.per_task_accuracy(&x, &y).is_none());
+    }
+
+    #[test]
+    fn binary_cross_entropy_matches_the_formula() {
+        // Logits 0, 2, −1 against 1, 0, 0: −log σ(0), −log(1 − σ(2)), −log(1 − σ(−1)).
+        let logits = Tensor::from_slice(&[0.0f64, 2.0, -1.0]).view([1, 3, 1]);
+        let y = Tensor::from_slice(&[1.0f64, 0.0, 0.0]).view([1, 3, 1]);
+        let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let want = -(sigmoid(0.0).ln() + (1.0 - sigmoid(2.0)).ln() + (1.0 - sigmoid(-1.0)).ln()) / 3.0;
+        let bce = TaskLoss::BinaryCrossEntropy;
+        assert!((bce.per_task(&logits, &y).double_value(&[0]) - want).abs() < 1e-12);
+        assert!((bce.loss(&logits.get(0), &y.get(0)).double_value(&[]) - want).abs() < 1e-12);
+        // (0 > 0) = false ≠ 1, 2 > 0 ≠ 0, −1 > 0 = false = 0: one hit in three.
+        let accuracy = bce.per_task_accuracy(&logits, &y).unwrap().double_value(&[0]);
+        assert!((accuracy - 1.0 / 3.0).abs() < 1e-12);
     }
 }

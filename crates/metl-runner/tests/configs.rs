@@ -42,6 +42,23 @@ fn short(config: &str) -> Vec<String> {
     set.into_iter().map(str::to_owned).collect()
 }
 
+/// For configs of datasets read from files under `data/`: writes a tiny fixture of the
+/// dataset in its exact on-disk layout into `fixtures` (once) and returns the overrides
+/// that point the config at it.
+fn fixture_overrides(text: &str, fixtures: &Path) -> Vec<String> {
+    use metl_data::multitask::fixtures;
+    let mut set = Vec::new();
+    let quoted = |p: &Path| format!("{:?}", p.to_str().unwrap());
+    if text.contains("[data.csv]") {
+        let path = fixtures.join("tabular.csv");
+        if !path.exists() {
+            fixtures::write_tabular_csv(&path, 120, 0).unwrap();
+        }
+        set.push(format!("data.csv.path={}", quoted(&path)));
+    }
+    set
+}
+
 #[test]
 fn every_config_runs_in_a_short_version() {
     let configs_dir = workspace().join("configs");
@@ -70,7 +87,9 @@ fn every_config_runs_in_a_short_version() {
         }
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_metl"));
         cmd.arg("train").arg(config).arg("--out").arg(&out).args(["--progress", "quiet"]);
-        for s in short(config.to_str().unwrap()) {
+        for s in
+            short(config.to_str().unwrap()).into_iter().chain(fixture_overrides(&text, &out.join("fixtures")))
+        {
             cmd.args(["--set", &s]);
         }
         if let Some(dir) = &omniglot {

@@ -10,12 +10,19 @@
 //! ([`MultiTaskBatch::labelled`]).
 //!
 //! [`MultiTaskLoader`] walks a split in seeded, shuffled mini-batches.
+//!
+//! Datasets: [`SyntheticRegression`] (GradNorm's toy problem), [`Omniglot50`] (one task per
+//! alphabet), and your own tabular or image data from a CSV file ([`CsvDataset`]).
 
+mod csv;
+mod csv_file;
+pub mod fixtures;
 mod loader;
 #[cfg(feature = "images")]
 mod omniglot50;
 mod synthetic;
 
+pub use csv::{CsvConfig, CsvDataset, CsvImage, CsvTask, CsvTaskKind};
 pub use loader::MultiTaskLoader;
 #[cfg(feature = "images")]
 pub use omniglot50::{Omniglot50, Omniglot50Config};
@@ -41,6 +48,9 @@ pub enum TaskKind {
         /// The output dimension.
         dims: usize,
     },
+    /// A yes/no attribute; targets are `Float` `[N, 1]` holding 0 or 1, the head outputs
+    /// one logit.
+    Binary,
 }
 
 impl TaskKind {
@@ -49,6 +59,7 @@ impl TaskKind {
         match *self {
             TaskKind::Classification { classes } => classes,
             TaskKind::Regression { dims } => dims,
+            TaskKind::Binary => 1,
         }
     }
 }
@@ -187,9 +198,59 @@ pub(crate) fn check_indices(split: Split, indices: &[usize], len: usize) -> Resu
     }
 }
 
+/// Sample indices `0..n` shuffled with `seed` and cut into train, validation and test by
+/// `fractions` (non-negative, summing to 1; named `field` in errors). Each split keeps
+/// its indices in increasing order.
+pub(crate) fn split_by_fractions(
+    n: usize,
+    fractions: [f64; 3],
+    seed: u64,
+    field: &str,
+) -> Result<[Vec<usize>; 3]> {
+    use rand::seq::SliceRandom;
+    let total: f64 = fractions.iter().sum();
+    if fractions.iter().any(|f| !(f.is_finite() && *f >= 0.0)) || (total - 1.0).abs() > 1e-9 {
+        return Err(DataError::invalid(
+            field,
+            format!("{fractions:?}"),
+            "three non-negative fractions (train, validation, test) summing to 1",
+        ));
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut crate::rng::substream(seed, 0x5350_4c49));
+    let n_train = (fractions[0] * n as f64).round() as usize;
+    let n_val = ((fractions[1] * n as f64).round() as usize).min(n - n_train);
+    let mut parts = [
+        order[..n_train].to_vec(),
+        order[n_train..n_train + n_val].to_vec(),
+        order[n_train + n_val..].to_vec(),
+    ];
+    parts.iter_mut().for_each(|p| p.sort_unstable());
+    Ok(parts)
+}
+
+/// `u8` pixels `[N, C, H, W]` (255 = 1.0) as a `Float` tensor on `device`, converted there.
+pub(crate) fn images_to_float(pixels: &[u8], dims: &[i64], device: Device) -> Result<Tensor> {
+    let x = Tensor::f_from_slice(pixels)?.f_view(dims)?.f_to_device(device)?;
+    Ok(x.f_to_kind(Kind::Float)?.f_div_scalar(255.0)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fractions_split_every_index_once() {
+        let [train, val, test] = split_by_fractions(10, [0.6, 0.2, 0.2], 3, "f").unwrap();
+        assert_eq!((train.len(), val.len(), test.len()), (6, 2, 2));
+        let mut all = [train.clone(), val, test].concat();
+        all.sort_unstable();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        assert_ne!(train, (0..6).collect::<Vec<_>>(), "shuffled");
+        assert_eq!(split_by_fractions(10, [0.6, 0.2, 0.2], 3, "f").unwrap()[0], train);
+        let err = split_by_fractions(10, [0.6, 0.2, 0.3], 3, "csv.split").unwrap_err().to_string();
+        assert!(err.starts_with("csv.split = [0.6, 0.2, 0.3]"), "{err}");
+    }
 
     #[test]
     fn labelled_rows_follow_the_task_ids() {

@@ -10,7 +10,9 @@ use metl_data::{
     episode::{PoolBatchSampler, Prefetcher},
     image::{ClassImages, Preprocess, ResizeFilter},
     image_folder::{ImageFolder, ImageFolderConfig},
-    multitask::{Omniglot50, Omniglot50Config, SyntheticRegression, SyntheticRegressionConfig},
+    multitask::{
+        CsvConfig, CsvDataset, Omniglot50, Omniglot50Config, SyntheticRegression, SyntheticRegressionConfig,
+    },
     omniglot::{omniglot_dir, OmniglotSplits},
     rng::substream,
     sinusoid::{SinusoidBatches, SinusoidConfig},
@@ -59,6 +61,11 @@ pub const DATASETS: &[(&str, &str, &str)] = &[
 ];
 
 fn default_image_size() -> usize {
+    (
+        "csv",
+        "mtl",
+        "your own CSV file: numeric or image-path inputs, one column per task (regression, classes, binary)",
+    ),
     28
 }
 
@@ -263,6 +270,8 @@ impl DataConfig {
             DataConfig::Omniglot(OmniglotData { image_size, filter, .. })
             | DataConfig::Omniglot50(Omniglot50Data { image_size, filter, .. }) => {
                 let config =
+            // The number of feature columns is known once the file is read.
+            DataConfig::Csv(_) => InputSpec { shape: Vec::new(), preprocess: None },
                     OmniglotConfig { image_size: *image_size, filter: *filter, ..OmniglotConfig::default() };
                 InputSpec {
                     shape: vec![1, *image_size as i64, *image_size as i64],
@@ -301,6 +310,7 @@ pub fn name_of(config: &DataConfig) -> &'static str {
     }
 }
 
+        DataConfig::Csv(_) => "csv",
 /// Loads the multi-task dataset of an MTL experiment.
 pub fn load_multitask(config: &DataConfig) -> anyhow::Result<Arc<dyn MultiTaskDataset>> {
     match config {
@@ -316,10 +326,10 @@ pub fn load_multitask(config: &DataConfig) -> anyhow::Result<Arc<dyn MultiTaskDa
         DataConfig::SyntheticRegression(c) => {
             Ok(Arc::new(SyntheticRegression::new(c.clone()).map_err(bad_input)?))
         }
-        other => Err(bad_input(format!(
-            "data.{}: not a multi-task dataset (use omniglot50 or synthetic_regression)",
-            name_of(other)
-        ))),
+        DataConfig::Csv(c) => Ok(Arc::new(CsvDataset::load(c).map_err(bad_input)?)),
+        other => {
+            Err(bad_input(format!("data.{}: not a multi-task dataset (see `metl list`)", name_of(other))))
+        }
     }
 }
 

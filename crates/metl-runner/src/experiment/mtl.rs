@@ -97,20 +97,22 @@ impl MtlConfig {
             return Err(bad_input(format!("mtl.weight_decay = {}: must be >= 0", self.weight_decay)));
         }
         match data {
-            DataConfig::Omniglot50(_) | DataConfig::SyntheticRegression(_) => Ok(()),
+            DataConfig::Omniglot50(_) | DataConfig::SyntheticRegression(_) | DataConfig::Csv(_) => Ok(()),
             other => Err(bad_input(format!(
-                "data.{}: multi-task learning needs a multi-task dataset (omniglot50, synthetic_regression)",
+                "data.{}: multi-task learning needs a multi-task dataset (see `metl list`)",
                 name_of(other)
             ))),
         }
     }
 }
 
-/// The loss of a task: cross-entropy for classification, MSE for regression.
+/// The loss of a task: cross-entropy for classification, MSE for regression, binary
+/// cross-entropy for yes/no attributes.
 pub fn task_loss(task: &TaskInfo) -> TaskLoss {
     match task.kind {
         TaskKind::Classification { .. } => TaskLoss::CrossEntropy,
         TaskKind::Regression { .. } => TaskLoss::Mse,
+        TaskKind::Binary => TaskLoss::BinaryCrossEntropy,
     }
 }
 

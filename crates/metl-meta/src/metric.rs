@@ -1,7 +1,7 @@
-//! [`MetricLearner`]: the engine of the metric-based learners — prototypical networks and
-//! matching networks — which embed every example of an episode with a network f_θ and
-//! classify each query from its embedding and the labelled support embeddings, with no
-//! inner loop:
+//! [`MetricLearner`]: the engine of the metric-based learners — prototypical networks,
+//! matching networks and MetaOptNet — which embed every example of an episode with a
+//! network f_θ and classify each query from its embedding and the labelled support
+//! embeddings, with no inner loop:
 //!
 //! ```text
 //! zˢ = f_θ(Xˢ),  zᵠ = f_θ(Xᵠ),   p(y = c | xᵠ) = softmax_c(s_c(zᵠ; zˢ, Yˢ)),
@@ -9,7 +9,9 @@
 //! ```
 //!
 //! The scores `s` are the [`EpisodeClassifier`]: negative distances to class prototypes
-//! ([`crate::protonet`]) or attention over the support set ([`crate::matching`]). Support and
+//! ([`crate::protonet`]), attention over the support set ([`crate::matching`]) or a convex
+//! base learner fitted to the support embeddings ([`crate::metaoptnet`], whose learned
+//! logit scale the outer loop trains with θ: [`EpisodeClassifier::parameters`]). Support and
 //! query of an episode go through the network in one forward pass (as the reference
 //! implementations do, so batch-norm statistics cover both); episodes of a meta-batch are
 //! evaluated task-batched. Labels are class indices `0..N` within each episode.
@@ -29,6 +31,13 @@ pub trait EpisodeClassifier {
     /// Logits `[T, Q, N]` from support embeddings `[T, S, D]`, their one-hot labels
     /// `[T, S, N]` and query embeddings `[T, Q, D]`.
     fn logits(&self, support: &Tensor, labels: &Tensor, query: &Tensor) -> Tensor;
+
+    /// The classifier's own learned parameters (MetaOptNet's logit scale), leaf tensors
+    /// that [`EpisodeClassifier::logits`] uses: the outer loop trains them with the
+    /// embedding, under `classifier.<name>`. None by default.
+    fn parameters(&self) -> Params {
+        Params::empty()
+    }
 }
 
 /// One-hot labels `[T, S, N]` of class indices `[T, S]` in `0..N`, in `kind`, with `N` the
@@ -104,15 +113,16 @@ impl<M: Model, C: EpisodeClassifier + std::fmt::Debug> std::fmt::Debug for Metri
 }
 
 impl<M: Model, C: EpisodeClassifier> MetricLearner<M, C> {
-    /// A learner training the embedding `model` with parameters `params` (leaf tensors) by
-    /// Adam as `training` says.
+    /// A learner training the embedding `model` with parameters `params` (leaf tensors),
+    /// and the classifier's own parameters if it has any, by Adam as `training` says.
     pub fn with_classifier(
         model: M,
         params: Params,
         classifier: C,
         training: MetricTraining,
     ) -> Result<Self> {
-        let outer = OuterLoop::adam(&params, training.outer_lr, training.schedule)?;
+        let trained = params.merge(&classifier.parameters().prefixed("classifier"))?;
+        let outer = OuterLoop::adam(&trained, training.outer_lr, training.schedule)?;
         Ok(Self {
             model,
             params,
@@ -204,7 +214,7 @@ impl<M: Model, C: EpisodeClassifier> MetaLearner for MetricLearner<M, C> {
     }
 
     fn meta_parameters(&self) -> Params {
-        self.params.shallow_clone()
+        self.outer.params().shallow_clone()
     }
 
     fn state(&self) -> Params {

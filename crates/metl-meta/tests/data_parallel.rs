@@ -2,7 +2,7 @@
 //! on loopback (c10d Gloo), each stepping on its half of every meta-batch, end with the
 //! state (meta-parameters, learned rates, optimizer moments, step count) of one process
 //! stepping on the whole meta-batches — for MAML (second and first order), Meta-SGD, ANIL,
-//! Reptile, prototypical and matching networks, and the fine-tuning baseline (whose
+//! Reptile, prototypical and matching networks, MetaOptNet, and the fine-tuning baseline (whose
 //! pre-training batches are split by rows).
 //!
 //! The test binary starts itself twice more with `METL_META_DP_OUT` set; the `workers`
@@ -15,6 +15,7 @@ use metl_meta::{
     maml::{Maml, MamlConfig},
     matching::{MatchingNet, MatchingNetConfig},
     meta_sgd::{MetaSgd, MetaSgdConfig},
+    metaoptnet::{MetaOptNet, MetaOptNetConfig},
     protonet::{ProtoNet, ProtoNetConfig},
     reptile::{Reptile, ReptileConfig},
     MetaLearner,
@@ -95,6 +96,9 @@ fn learners() -> Vec<Entry> {
     let (_vs, m, t) = mlp(vec![4, 6, 4]);
     let matching = MatchingNet::new(m, t, MatchingNetConfig::default()).unwrap();
     out.push(("matching", Box::new(matching), Data::Episodes, Shard::Tasks));
+    let (_vs, m, t) = mlp(vec![4, 6, 4]);
+    let metaoptnet = MetaOptNet::new(m, t, MetaOptNetConfig::default()).unwrap();
+    out.push(("metaoptnet", Box::new(metaoptnet), Data::Episodes, Shard::Tasks));
     let (_vs, m, t) = mlp(vec![4, 6, 4]);
     let baseline = Baseline::new(m, t, 4, 3, BaselineConfig::default()).unwrap();
     out.push(("baseline", Box::new(baseline), Data::Episodes, Shard::Rows));

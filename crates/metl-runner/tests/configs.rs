@@ -56,6 +56,15 @@ fn fixture_overrides(text: &str, fixtures: &Path) -> Vec<String> {
         }
         set.push(format!("data.csv.path={}", quoted(&path)));
     }
+    if text.contains("[data.multi_mnist]") {
+        let (mnist, fashion) = (fixtures.join("mnist"), fixtures.join("fashion-mnist"));
+        if !mnist.exists() {
+            fixtures::write_mnist(&mnist, 40, 20, true, 0).unwrap();
+            fixtures::write_mnist(&fashion, 40, 20, false, 1).unwrap();
+        }
+        set.push(format!("data.multi_mnist.mnist_dir={}", quoted(&mnist)));
+        set.push(format!("data.multi_mnist.fashion_dir={}", quoted(&fashion)));
+    }
     set
 }
 

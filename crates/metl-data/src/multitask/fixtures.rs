@@ -46,3 +46,43 @@ pub fn write_tabular_csv(path: &Path, rows: usize, seed: u64) -> Result<()> {
     }
     write_file(path, text.as_bytes())
 }
+
+/// Writes MNIST's four idx files into `dir` — `train-images-idx3-ubyte`,
+/// `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, gzipped
+/// with the `.gz` suffix as distributed when `gzip` — with `train` and `test` 28×28 images.
+/// Image `i` has label `i % 10` and shows a bright 8×8 square whose place tells the label
+/// (row `label / 5`, column `label % 5`) over faint noise, so that a network can learn it.
+/// Fashion-MNIST has the same files.
+#[cfg(feature = "images")]
+pub fn write_mnist(dir: &Path, train: usize, test: usize, gzip: bool, seed: u64) -> Result<()> {
+    use std::io::Write as _;
+    let mut rng = substream(seed, 0x4d4e_4953);
+    for (prefix, n) in [("train", train), ("t10k", test)] {
+        let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+        let mut pixels = Vec::with_capacity(n * 28 * 28);
+        for &label in &labels {
+            let (top, left) = (2 + 12 * (label as usize / 5), 5 * (label as usize % 5));
+            for y in 0..28 {
+                for x in 0..28 {
+                    let inside = (top..top + 8).contains(&y) && (left..left + 8).contains(&x);
+                    pixels.push(if inside { rng.gen_range(200..=255) } else { rng.gen_range(0..30) });
+                }
+            }
+        }
+        let files = [
+            (format!("{prefix}-images-idx3-ubyte"), super::idx::encode(&[n, 28, 28], &pixels)),
+            (format!("{prefix}-labels-idx1-ubyte"), super::idx::encode(&[n], &labels)),
+        ];
+        for (name, bytes) in files {
+            if gzip {
+                let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                encoder.write_all(&bytes).and_then(|_| encoder.flush()).map_err(|e| DataError::io(dir, e))?;
+                let gz = encoder.finish().map_err(|e| DataError::io(dir, e))?;
+                write_file(&dir.join(format!("{name}.gz")), &gz)?;
+            } else {
+                write_file(&dir.join(name), &bytes)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -12,18 +12,26 @@
 //! [`MultiTaskLoader`] walks a split in seeded, shuffled mini-batches.
 //!
 //! Datasets: [`SyntheticRegression`] (GradNorm's toy problem), [`Omniglot50`] (one task per
-//! alphabet), and your own tabular or image data from a CSV file ([`CsvDataset`]).
+//! alphabet), [`MultiMnist`] (two overlapping digits or clothing items), and your own
+//! tabular or image data from a CSV file ([`CsvDataset`]). [`fixtures`] writes tiny
+//! datasets in each on-disk layout.
 
 mod csv;
 mod csv_file;
 pub mod fixtures;
+#[cfg(feature = "images")]
+pub mod idx;
 mod loader;
+#[cfg(feature = "images")]
+mod multi_mnist;
 #[cfg(feature = "images")]
 mod omniglot50;
 mod synthetic;
 
 pub use csv::{CsvConfig, CsvDataset, CsvImage, CsvTask, CsvTaskKind};
 pub use loader::MultiTaskLoader;
+#[cfg(feature = "images")]
+pub use multi_mnist::{compose as compose_multi_mnist, DigitSource, MultiMnist, MultiMnistConfig};
 #[cfg(feature = "images")]
 pub use omniglot50::{Omniglot50, Omniglot50Config};
 pub use synthetic::{SyntheticRegression, SyntheticRegressionConfig};

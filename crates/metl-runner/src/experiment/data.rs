@@ -11,7 +11,8 @@ use metl_data::{
     image::{ClassImages, Preprocess, ResizeFilter},
     image_folder::{ImageFolder, ImageFolderConfig},
     multitask::{
-        CsvConfig, CsvDataset, Omniglot50, Omniglot50Config, SyntheticRegression, SyntheticRegressionConfig,
+        CsvConfig, CsvDataset, MultiMnist, MultiMnistConfig, Omniglot50, Omniglot50Config,
+        SyntheticRegression, SyntheticRegressionConfig,
     },
     omniglot::{omniglot_dir, OmniglotSplits},
     rng::substream,
@@ -41,6 +42,12 @@ pub enum DataConfig {
     Omniglot50(Omniglot50Data),
     /// The synthetic regression of GradNorm (Chen et al. 2018), for multi-task learning.
     SyntheticRegression(SyntheticRegressionConfig),
+    /// Your own tabular or image data from a CSV file, one column per task, for multi-task
+    /// learning.
+    Csv(CsvConfig),
+    /// MultiMNIST, Multi-Fashion and Multi-Fashion+MNIST (Sener & Koltun 2018; Lin et al.
+    /// 2019): the left and the right item of two overlapping images, for multi-task learning.
+    MultiMnist(MultiMnistConfig),
 }
 
 /// Names and one-line descriptions of the data sources, for `metl list`.
@@ -58,14 +65,19 @@ pub const DATASETS: &[(&str, &str, &str)] = &[
         "mtl",
         "GradNorm's synthetic regression, tasks of very different scales (Chen et al. 2018)",
     ),
-];
-
-fn default_image_size() -> usize {
     (
         "csv",
         "mtl",
         "your own CSV file: numeric or image-path inputs, one column per task (regression, classes, binary)",
     ),
+    (
+        "multi_mnist",
+        "mtl",
+        "MultiMNIST / Multi-Fashion(+MNIST): classify both overlapping items (Sener & Koltun 2018; Lin et al. 2019)",
+    ),
+];
+
+fn default_image_size() -> usize {
     28
 }
 
@@ -267,11 +279,14 @@ impl DataConfig {
             DataConfig::SyntheticRegression(c) => {
                 InputSpec { shape: vec![c.input_dim as i64], preprocess: None }
             }
+            // The number of feature columns is known once the file is read.
+            DataConfig::Csv(_) => InputSpec { shape: Vec::new(), preprocess: None },
+            DataConfig::MultiMnist(c) => {
+                InputSpec { shape: vec![1, c.image_size as i64, c.image_size as i64], preprocess: None }
+            }
             DataConfig::Omniglot(OmniglotData { image_size, filter, .. })
             | DataConfig::Omniglot50(Omniglot50Data { image_size, filter, .. }) => {
                 let config =
-            // The number of feature columns is known once the file is read.
-            DataConfig::Csv(_) => InputSpec { shape: Vec::new(), preprocess: None },
                     OmniglotConfig { image_size: *image_size, filter: *filter, ..OmniglotConfig::default() };
                 InputSpec {
                     shape: vec![1, *image_size as i64, *image_size as i64],
@@ -307,10 +322,11 @@ pub fn name_of(config: &DataConfig) -> &'static str {
         DataConfig::ImageFolder(_) => "image_folder",
         DataConfig::Omniglot50(_) => "omniglot50",
         DataConfig::SyntheticRegression(_) => "synthetic_regression",
+        DataConfig::Csv(_) => "csv",
+        DataConfig::MultiMnist(_) => "multi_mnist",
     }
 }
 
-        DataConfig::Csv(_) => "csv",
 /// Loads the multi-task dataset of an MTL experiment.
 pub fn load_multitask(config: &DataConfig) -> anyhow::Result<Arc<dyn MultiTaskDataset>> {
     match config {
@@ -327,6 +343,7 @@ pub fn load_multitask(config: &DataConfig) -> anyhow::Result<Arc<dyn MultiTaskDa
             Ok(Arc::new(SyntheticRegression::new(c.clone()).map_err(bad_input)?))
         }
         DataConfig::Csv(c) => Ok(Arc::new(CsvDataset::load(c).map_err(bad_input)?)),
+        DataConfig::MultiMnist(c) => Ok(Arc::new(MultiMnist::load(c.clone()).map_err(bad_input)?)),
         other => {
             Err(bad_input(format!("data.{}: not a multi-task dataset (see `metl list`)", name_of(other))))
         }

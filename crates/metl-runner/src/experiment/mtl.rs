@@ -97,7 +97,10 @@ impl MtlConfig {
             return Err(bad_input(format!("mtl.weight_decay = {}: must be >= 0", self.weight_decay)));
         }
         match data {
-            DataConfig::Omniglot50(_) | DataConfig::SyntheticRegression(_) | DataConfig::Csv(_) => Ok(()),
+            DataConfig::Omniglot50(_)
+            | DataConfig::SyntheticRegression(_)
+            | DataConfig::Csv(_)
+            | DataConfig::MultiMnist(_) => Ok(()),
             other => Err(bad_input(format!(
                 "data.{}: multi-task learning needs a multi-task dataset (see `metl list`)",
                 name_of(other)

@@ -65,6 +65,13 @@ fn fixture_overrides(text: &str, fixtures: &Path) -> Vec<String> {
         set.push(format!("data.multi_mnist.mnist_dir={}", quoted(&mnist)));
         set.push(format!("data.multi_mnist.fashion_dir={}", quoted(&fashion)));
     }
+    if text.contains("[data.celeba]") {
+        let root = fixtures.join("celeba");
+        if !root.exists() {
+            fixtures::write_celeba(&root, 30, 0).unwrap();
+        }
+        set.push(format!("data.celeba.root={}", quoted(&root)));
+    }
     set
 }
 

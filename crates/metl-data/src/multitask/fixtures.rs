@@ -86,3 +86,49 @@ pub fn write_mnist(dir: &Path, train: usize, test: usize, gzip: bool, seed: u64)
     }
     Ok(())
 }
+
+/// Writes a CelebA of `n` images into `dir` in the flat layout of torchvision's `celeba/`
+/// folder: `list_attr_celeba.txt` (the image count, the 40 official attribute names, then
+/// `000001.jpg -1  1 ...` with the original's column alignment), `list_eval_partition.txt`
+/// (the first 60 % of the images in partition 0, the next 20 % in 1, the rest in 2) and
+/// `img_align_celeba/000001.jpg`, ... (178×218 JPEGs). Attributes are drawn at random;
+/// each image's colour shows three of them (red: `Male`, green: `Smiling`, blue:
+/// `Eyeglasses`), so that they can be learnt.
+#[cfg(feature = "images")]
+pub fn write_celeba(dir: &Path, n: usize, seed: u64) -> Result<()> {
+    use super::CELEBA_ATTRIBUTES as NAMES;
+    let mut rng = substream(seed, 0x4345_4c45);
+    let mut attributes = format!("{n}\n{} \n", NAMES.join(" "));
+    let mut partition = String::new();
+    std::fs::create_dir_all(dir.join("img_align_celeba")).map_err(|e| DataError::io(dir, e))?;
+    for i in 0..n {
+        let file = format!("{:06}.jpg", i + 1);
+        let values: Vec<bool> = (0..NAMES.len()).map(|_| rng.gen_bool(0.4)).collect();
+        attributes.push_str(&file);
+        for &v in &values {
+            attributes.push_str(if v { "  1" } else { " -1" });
+        }
+        attributes.push('\n');
+        let split = match i * 10 / n.max(1) {
+            0..=5 => 0,
+            6 | 7 => 1,
+            _ => 2,
+        };
+        writeln!(partition, "{file} {split}").expect("writing to a String");
+        let level = |name: &str| {
+            if values[NAMES.iter().position(|n| *n == name).expect("a name")] {
+                220
+            } else {
+                30
+            }
+        };
+        let colour = [level("Male"), level("Smiling"), level("Eyeglasses")];
+        let pixels: Vec<u8> = (0..3).flat_map(|c| std::iter::repeat_n(colour[c], 218 * 178)).collect();
+        let image = tch::Tensor::from_slice(&pixels).view([3, 218, 178]);
+        let path = dir.join("img_align_celeba").join(&file);
+        tch::vision::image::save(&image, &path)
+            .map_err(|e| DataError::Image { path, reason: e.to_string() })?;
+    }
+    write_file(&dir.join("list_attr_celeba.txt"), attributes.as_bytes())?;
+    write_file(&dir.join("list_eval_partition.txt"), partition.as_bytes())
+}

@@ -12,10 +12,13 @@
 //! [`MultiTaskLoader`] walks a split in seeded, shuffled mini-batches.
 //!
 //! Datasets: [`SyntheticRegression`] (GradNorm's toy problem), [`Omniglot50`] (one task per
-//! alphabet), [`MultiMnist`] (two overlapping digits or clothing items), and your own
+//! alphabet), [`MultiMnist`] (two overlapping digits or clothing items), [`Celeba`] (40
+//! binary face attributes), and your own
 //! tabular or image data from a CSV file ([`CsvDataset`]). [`fixtures`] writes tiny
 //! datasets in each on-disk layout.
 
+#[cfg(feature = "images")]
+mod celeba;
 mod csv;
 mod csv_file;
 pub mod fixtures;
@@ -28,6 +31,8 @@ mod multi_mnist;
 mod omniglot50;
 mod synthetic;
 
+#[cfg(feature = "images")]
+pub use celeba::{Celeba, CelebaConfig, CELEBA_ATTRIBUTES};
 pub use csv::{CsvConfig, CsvDataset, CsvImage, CsvTask, CsvTaskKind};
 pub use loader::MultiTaskLoader;
 #[cfg(feature = "images")]

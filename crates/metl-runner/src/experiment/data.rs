@@ -11,8 +11,8 @@ use metl_data::{
     image::{ClassImages, Preprocess, ResizeFilter},
     image_folder::{ImageFolder, ImageFolderConfig},
     multitask::{
-        CsvConfig, CsvDataset, MultiMnist, MultiMnistConfig, Omniglot50, Omniglot50Config,
-        SyntheticRegression, SyntheticRegressionConfig,
+        Celeba, CelebaConfig, CsvConfig, CsvDataset, MultiMnist, MultiMnistConfig, Omniglot50,
+        Omniglot50Config, SyntheticRegression, SyntheticRegressionConfig,
     },
     omniglot::{omniglot_dir, OmniglotSplits},
     rng::substream,
@@ -48,6 +48,8 @@ pub enum DataConfig {
     /// MultiMNIST, Multi-Fashion and Multi-Fashion+MNIST (Sener & Koltun 2018; Lin et al.
     /// 2019): the left and the right item of two overlapping images, for multi-task learning.
     MultiMnist(MultiMnistConfig),
+    /// CelebA's 40 binary face attributes (Liu et al. 2015), for multi-task learning.
+    Celeba(CelebaConfig),
 }
 
 /// Names and one-line descriptions of the data sources, for `metl list`.
@@ -75,6 +77,7 @@ pub const DATASETS: &[(&str, &str, &str)] = &[
         "mtl",
         "MultiMNIST / Multi-Fashion(+MNIST): classify both overlapping items (Sener & Koltun 2018; Lin et al. 2019)",
     ),
+    ("celeba", "mtl", "CelebA: 40 binary face attributes, official partition, 64×64 (Liu et al. 2015)"),
 ];
 
 fn default_image_size() -> usize {
@@ -284,6 +287,13 @@ impl DataConfig {
             DataConfig::MultiMnist(c) => {
                 InputSpec { shape: vec![1, c.image_size as i64, c.image_size as i64], preprocess: None }
             }
+            DataConfig::Celeba(c) => {
+                let [h, w] = c.image_size;
+                InputSpec {
+                    shape: vec![3, h as i64, w as i64],
+                    preprocess: Some(Preprocess::new(c.image_size, 3, c.filter, false)),
+                }
+            }
             DataConfig::Omniglot(OmniglotData { image_size, filter, .. })
             | DataConfig::Omniglot50(Omniglot50Data { image_size, filter, .. }) => {
                 let config =
@@ -324,6 +334,7 @@ pub fn name_of(config: &DataConfig) -> &'static str {
         DataConfig::SyntheticRegression(_) => "synthetic_regression",
         DataConfig::Csv(_) => "csv",
         DataConfig::MultiMnist(_) => "multi_mnist",
+        DataConfig::Celeba(_) => "celeba",
     }
 }
 
@@ -344,6 +355,7 @@ pub fn load_multitask(config: &DataConfig) -> anyhow::Result<Arc<dyn MultiTaskDa
         }
         DataConfig::Csv(c) => Ok(Arc::new(CsvDataset::load(c).map_err(bad_input)?)),
         DataConfig::MultiMnist(c) => Ok(Arc::new(MultiMnist::load(c.clone()).map_err(bad_input)?)),
+        DataConfig::Celeba(c) => Ok(Arc::new(Celeba::load(c).map_err(bad_input)?)),
         other => {
             Err(bad_input(format!("data.{}: not a multi-task dataset (see `metl list`)", name_of(other))))
         }

@@ -100,7 +100,8 @@ impl MtlConfig {
             DataConfig::Omniglot50(_)
             | DataConfig::SyntheticRegression(_)
             | DataConfig::Csv(_)
-            | DataConfig::MultiMnist(_) => Ok(()),
+            | DataConfig::MultiMnist(_)
+            | DataConfig::Celeba(_) => Ok(()),
             other => Err(bad_input(format!(
                 "data.{}: multi-task learning needs a multi-task dataset (see `metl list`)",
                 name_of(other)

@@ -93,6 +93,24 @@ pub trait MetaLearner {
         })
     }
 
+    /// Tasks per forward/backward pass of a meta-training step (0: the whole meta-batch in
+    /// one pass), for learners that can split a meta-batch into passes to bound memory
+    /// (the task-batched MAML family); `None` for the others.
+    fn tasks_per_pass(&self) -> Option<usize> {
+        None
+    }
+
+    /// Sets the tasks per pass of a learner whose [`MetaLearner::tasks_per_pass`] is
+    /// `Some`: each pass is back-propagated before the next, so peak memory follows the
+    /// pass; the meta-gradient is the same (up to the order of floating-point sums).
+    fn set_tasks_per_pass(&mut self, tasks: usize) -> Result<()> {
+        let _ = tasks;
+        Err(crate::MetaError::Unsupported {
+            learner: std::any::type_name::<Self>().to_owned(),
+            reason: "does not split meta-batches into passes".into(),
+        })
+    }
+
     /// Writes [`MetaLearner::state`] to a safetensors file, atomically.
     fn save(&self, path: &Path) -> Result<()> {
         Ok(self.state().save_safetensors(path)?)

@@ -247,6 +247,26 @@ impl<M: Model> MamlFamily<M> {
         self.outer.set_collective(collective, buffers);
     }
 
+    /// Tasks per pass of a meta-training step (0: all in one), when tasks are batched;
+    /// `None` when they are adapted one after another.
+    pub fn tasks_per_pass(&self) -> Option<usize> {
+        self.settings.task_batched.then_some(self.settings.tasks_per_pass)
+    }
+
+    /// Sets [`FamilySettings::tasks_per_pass`] (see
+    /// [`crate::MetaLearner::set_tasks_per_pass`]); an error when tasks are not batched.
+    pub fn set_tasks_per_pass(&mut self, tasks: usize) -> Result<()> {
+        if !self.settings.task_batched {
+            return Err(MetaError::invalid(
+                "tasks_per_pass",
+                tasks,
+                "needs task_batched = true (tasks adapted one by one are already one per pass)",
+            ));
+        }
+        self.settings.tasks_per_pass = tasks;
+        Ok(())
+    }
+
     /// The outer loop, mutably (for learners with their own outer update).
     pub(crate) fn outer_mut(&mut self) -> &mut OuterLoop {
         &mut self.outer

@@ -64,3 +64,24 @@ fn passes_of_tasks_evaluate_like_one_pass() {
     assert!(passes.loss.allclose(&whole.loss, 1e-10, 1e-12, false));
     assert!(passes.accuracy.unwrap().equal(&whole.accuracy.unwrap()));
 }
+
+#[test]
+fn tasks_per_pass_is_set_through_the_learner_interface() {
+    let _serial = common::serial();
+    let batch = six_tasks();
+    let (_, whole) = learner(0, false, 1).meta_gradient(&batch).unwrap();
+    let mut changed = learner(0, false, 1);
+    let dynamic: &mut dyn MetaLearner = &mut changed;
+    assert_eq!(dynamic.tasks_per_pass(), Some(0));
+    dynamic.set_tasks_per_pass(4).unwrap();
+    assert_eq!(dynamic.tasks_per_pass(), Some(4));
+    let (_, g) = changed.meta_gradient(&batch).unwrap();
+    assert!(max_relative(&g, &whole) < 1e-10);
+
+    // Tasks adapted one by one have no passes to size.
+    let (vs, net, params) = tiny_conv(0, BatchNormConfig::batch());
+    let config = MamlConfig { task_batched: false, ..Default::default() };
+    let mut single = Maml::new(net, params, &vs, TaskLoss::CrossEntropy, config).unwrap();
+    assert_eq!(MetaLearner::tasks_per_pass(&single), None);
+    assert!(single.set_tasks_per_pass(2).unwrap_err().to_string().contains("task_batched"));
+}

@@ -5,7 +5,11 @@
 //!
 //! Timed loops include sampling the data, as the reference's do.
 
-use crate::{error::bad_input, experiment::data::resolve_omniglot_root};
+use crate::{
+    error::bad_input,
+    experiment::data::resolve_omniglot_root,
+    memory::{MemoryBudget, PassSizer},
+};
 use metl_data::{ClassPool, EpisodeConfig, EpisodeSampler, Omniglot, OmniglotConfig};
 use metl_dist::{Collective, Timed};
 use metl_meta::{
@@ -43,8 +47,11 @@ pub struct BenchOptions {
     pub strategy: String,
     /// The number of tasks of `mtl-step`.
     pub tasks: usize,
-    /// MAML Omniglot: tasks per forward/backward pass (0: all 32 at once).
-    pub tasks_per_pass: usize,
+    /// MAML Omniglot: tasks per forward/backward pass (0: all 32 at once); `None`: chosen
+    /// from `memory_budget` on the first warm-up step, as `metl train` does.
+    pub tasks_per_pass: Option<usize>,
+    /// MAML Omniglot: the memory budget that sizes the passes (`train.memory_budget`).
+    pub memory_budget: MemoryBudget,
     /// Warm-up iterations (default: the reference's for the workload).
     pub warmup: Option<usize>,
     /// Iterations per timed window (default: the reference's).
@@ -93,6 +100,12 @@ pub struct BenchResult {
     /// Seconds rank 0 spent inside collectives per iteration (waiting for the other
     /// ranks included).
     pub comm_seconds_per_iteration: f64,
+    /// MAML Omniglot: the tasks per pass used (0: one pass), given or chosen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks_per_pass: Option<usize>,
+    /// MAML Omniglot: the memory budget, when it chose the tasks per pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_budget: Option<String>,
 }
 
 /// The peak resident set size of this process in MB (`VmHWM`), 0 where unknown.
@@ -174,6 +187,8 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
     let (rank, world) = (collective.rank(), collective.world_size());
     let variant = if options.first_order { "first_order" } else { "second_order" };
     let wait = Rc::new(Cell::new(0.0));
+    let passes = Rc::new(Cell::new(None));
+    let mut memory_budget = None;
     let (name, variant, unit, warmup, window, mut step): (
         _,
         _,
@@ -221,15 +236,28 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
                 outer_lr: 1e-3,
                 first_order: options.first_order,
                 task_batched: true,
-                tasks_per_pass: options.tasks_per_pass,
+                tasks_per_pass: options.tasks_per_pass.unwrap_or(0),
                 ..MamlConfig::default()
             };
             let mut maml = Maml::new(net, theta, &vs, TaskLoss::CrossEntropy, config)?;
             maml.set_collective(Arc::clone(&collective))?;
-            let w = Rc::clone(&wait);
+            let budget =
+                if options.tasks_per_pass.is_some() { MemoryBudget(None) } else { options.memory_budget };
+            let mut sizer = PassSizer::start(&mut maml, budget, None, device)?;
+            if sizer.is_some() {
+                memory_budget = Some(budget.to_string());
+            }
+            let (w, chosen) = (Rc::clone(&wait), Rc::clone(&passes));
             let step = move || -> anyhow::Result<f64> {
                 let batch = timed(&w, || sampler.next_batch())?;
-                Ok(maml.meta_train_step(&batch)?.loss)
+                let loss = maml.meta_train_step(&batch)?.loss;
+                if let Some((_, line)) =
+                    sizer.as_mut().map(|s| s.after_step(&mut maml, batch.num_tasks())).transpose()?.flatten()
+                {
+                    eprintln!("{line}");
+                }
+                chosen.set(MetaLearner::tasks_per_pass(&maml));
+                Ok(loss)
             };
             (
                 "maml_omniglot",
@@ -329,6 +357,8 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
         comm_calls_per_iteration: stats.calls as f64 / iterations,
         comm_bytes_per_iteration: stats.bytes as f64 / iterations,
         comm_seconds_per_iteration: stats.seconds / iterations,
+        tasks_per_pass: passes.get(),
+        memory_budget,
     };
     println!("{}", serde_json::to_string(&result)?);
     Ok(())

@@ -56,9 +56,14 @@ pub struct BenchArgs {
     /// The number of tasks of `mtl-step`.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub tasks: u64,
-    /// `maml-omniglot`: tasks per forward/backward pass (0: the whole meta-batch at once).
-    #[arg(long, default_value_t = 0)]
-    pub tasks_per_pass: u64,
+    /// `maml-omniglot`: tasks per forward/backward pass (0: the whole meta-batch at once;
+    /// default: chosen from `--memory-budget` on the first warm-up step)
+    #[arg(long)]
+    pub tasks_per_pass: Option<u64>,
+    /// `maml-omniglot`: the resident memory a step may reach, which sizes the passes
+    /// when `--tasks-per-pass` is not given (e.g. 2GB; none = one pass)
+    #[arg(long, default_value = "1GB", value_parser = |s: &str| crate::memory::MemoryBudget::parse(s))]
+    pub memory_budget: crate::memory::MemoryBudget,
     /// Warm-up iterations (default: the reference script's).
     #[arg(long)]
     pub warmup: Option<usize>,

@@ -31,6 +31,7 @@ pub mod infer;
 pub mod interrupt;
 pub mod list;
 pub mod malloc;
+pub mod memory;
 pub mod metrics;
 pub mod plot;
 pub mod plots;

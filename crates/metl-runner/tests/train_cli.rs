@@ -183,6 +183,45 @@ fn early_stopping_ends_after_patience_validations_and_resumes_with_more() {
     fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn a_memory_budget_sizes_the_passes_and_a_resumed_run_keeps_the_choice() {
+    let dir = scratch("budget");
+    // A budget below what the process already holds: one task per pass.
+    let config = SINUSOID.replace("[train]", "[train]\nmemory_budget = \"1B\"");
+    fs::write(dir.join("sin.toml"), config).unwrap();
+    let quiet = ["--progress", "quiet"];
+    let out = metl(&[&["train", "sin.toml", "--out", "a"][..], &quiet].concat(), &dir);
+    ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !stdout.contains("memory budget") {
+        eprintln!("skipped: resident memory cannot be measured here ({stdout})");
+        return;
+    }
+    assert!(stdout.contains("memory budget 1B: 1 task per pass"), "{stdout}");
+    let a = dir.join("a/sin");
+    assert_eq!(last_state(&a)["tasks_per_pass"].as_u64(), Some(1));
+    ok(&metl(
+        &[&["train", "sin.toml", "--out", "b", "--set", "train.iterations=20"][..], &quiet].concat(),
+        &dir,
+    ));
+    let b = dir.join("b/sin");
+    let resumed = metl(
+        &[&["train", "--resume", b.to_str().unwrap(), "--set", "train.iterations=40"][..], &quiet].concat(),
+        &dir,
+    );
+    ok(&resumed);
+    assert!(!String::from_utf8_lossy(&resumed.stdout).contains("memory budget"), "measured again on resume");
+    assert_eq!(metrics(&a), metrics(&b), "the resumed run's metrics differ");
+    // With room for everything: one pass.
+    let out = metl(
+        &[&["train", "sin.toml", "--out", "c", "--set", "train.memory_budget=\"64GB\""][..], &quiet].concat(),
+        &dir,
+    );
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("memory budget 64GB: all 5 tasks in one pass"));
+    fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Writes a gray PNG of `side`×`side` with a bright square at a class-dependent place.
 fn write_png(path: &Path, side: u32, class: u32, jitter: u32) {
     let mut pixels = vec![0u8; (side * side) as usize];

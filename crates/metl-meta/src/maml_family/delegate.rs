@@ -61,6 +61,14 @@ macro_rules! delegate_meta_learner {
                 self.family.set_collective(collective);
                 Ok(())
             }
+
+            fn tasks_per_pass(&self) -> Option<usize> {
+                self.family.tasks_per_pass()
+            }
+
+            fn set_tasks_per_pass(&mut self, tasks: usize) -> $crate::error::Result<()> {
+                self.family.set_tasks_per_pass(tasks)
+            }
         }
 
         impl<M: metl_models::Model> std::ops::Deref for $learner<M> {
@@ -124,5 +132,13 @@ impl<M: metl_models::Model> crate::MetaLearner for super::MamlFamily<M> {
     ) -> crate::error::Result<()> {
         super::MamlFamily::set_collective(self, collective);
         Ok(())
+    }
+
+    fn tasks_per_pass(&self) -> Option<usize> {
+        super::MamlFamily::tasks_per_pass(self)
+    }
+
+    fn set_tasks_per_pass(&mut self, tasks: usize) -> crate::error::Result<()> {
+        super::MamlFamily::set_tasks_per_pass(self, tasks)
     }
 }

@@ -107,6 +107,11 @@ pub struct TrainConfig {
     /// best validated weights. Absent (default): all `iterations` run.
     #[serde(default)]
     pub patience: Option<u64>,
+    /// The resident memory a MAML-family meta-training step may reach (e.g. `"2GB"`, or
+    /// `"none"` for one pass): sizes `tasks_per_pass` from the first step when it is not
+    /// set by hand (default 1 GB; CPU only; see [`crate::memory`]).
+    #[serde(default)]
+    pub memory_budget: crate::memory::MemoryBudget,
     /// Mini-batch size of pre-training (the baselines) and of multi-task training
     /// (default 16, Chen et al.'s).
     #[serde(default = "default_batch_size")]

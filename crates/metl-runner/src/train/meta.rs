@@ -15,6 +15,7 @@ use crate::{
         Experiment,
     },
     interrupt,
+    memory::PassSizer,
     metrics::MetricsLog,
     progress::Progress,
     run_dir::write_json,
@@ -228,6 +229,8 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MetaSetup) -> anyhow::Result<(
             );
         }
     }
+    let mut passes =
+        PassSizer::start(setup.learner.as_mut(), train_cfg.memory_budget, state.tasks_per_pass, device)?;
     let mut train_stream = stream(exp, &setup, Split::Train, episodes, state.step, shard, device)?;
     let columns =
         ["loss", "accuracy", "lr", "steps_per_second", "val_loss", "val_accuracy", "val_accuracy_ci95"];
@@ -254,6 +257,17 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MetaSetup) -> anyhow::Result<(
             }
             Err(e) => return Err(e.into()),
         };
+        if let Some((k, line)) = passes
+            .as_mut()
+            .map(|p| p.after_step(setup.learner.as_mut(), batch.num_tasks()))
+            .transpose()?
+            .flatten()
+        {
+            state.tasks_per_pass = Some(k);
+            if main {
+                println!("{line}");
+            }
+        }
         state.step = step;
         // The whole meta-batch's loss and accuracy, and whether any rank was interrupted
         // (all ranks stop at the same step).

@@ -38,12 +38,23 @@ pub struct TrainingState {
     /// Whether training ended early (`train.patience` validations without improvement).
     #[serde(default)]
     pub stopped_early: bool,
+    /// The tasks per pass chosen from `train.memory_budget` (0: one pass), once chosen.
+    #[serde(default)]
+    pub tasks_per_pass: Option<usize>,
 }
 
 impl TrainingState {
     /// The state of a new run.
     pub fn new(seed: u64) -> Self {
-        Self { step: 0, seed, best_val: None, best_step: None, elapsed_seconds: 0.0, stopped_early: false }
+        Self {
+            step: 0,
+            seed,
+            best_val: None,
+            best_step: None,
+            elapsed_seconds: 0.0,
+            stopped_early: false,
+            tasks_per_pass: None,
+        }
     }
 
     /// Whether `train.patience` validations have passed since the best one (early stopping).
@@ -183,11 +194,11 @@ pub fn run(options: &TrainOptions) -> anyhow::Result<()> {
     }
     // Everything that can fail on bad input happens before the run folder exists.
     enum Built {
-        Meta(meta::MetaSetup),
+        Meta(Box<meta::MetaSetup>),
         Mtl(Box<mtl::MtlSetup>),
     }
     let setup = match experiment.kind() {
-        Kind::Meta => Built::Meta(meta::setup(&experiment, device)?),
+        Kind::Meta => Built::Meta(Box::new(meta::setup(&experiment, device)?)),
         Kind::Mtl => Built::Mtl(Box::new(mtl::setup(&experiment, device)?)),
     };
     let run = match run {
@@ -242,7 +253,7 @@ pub fn run(options: &TrainOptions) -> anyhow::Result<()> {
         collective,
     };
     match setup {
-        Built::Meta(setup) => meta::train(&mut ctx, setup)?,
+        Built::Meta(setup) => meta::train(&mut ctx, *setup)?,
         Built::Mtl(setup) => mtl::train(&mut ctx, *setup)?,
     }
     if main {

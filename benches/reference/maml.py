@@ -13,6 +13,8 @@ def add_flags(p, meta_batch, inner_lr):
     p.add_argument("--meta-batch", type=int, default=meta_batch)
     p.add_argument("--inner-lr", type=float, default=inner_lr)
     p.add_argument("--outer-lr", type=float, default=1e-3)
+    p.add_argument("--count-ops", type=int, default=0, metavar="N",
+                   help="after the timed loop, count the operators of N more iterations (torch.profiler)")
 
 
 def adapt(net, loss, params, x, y, lr, steps, create_graph):
@@ -80,14 +82,37 @@ def train(args, net, loss, sample):
         meta_loss = lambda *batch: impl(net, loss, *batch, args.inner_lr, args.first_order)  # noqa: E731
     timer = common.Timer(args.warmup, args.window)
     total = timer.total(args.iters)
-    for it in range(total):
-        timer.tick(it)
+
+    def step():
         value = meta_loss(*sample())
         opt.zero_grad()
         value.backward()
         opt.step()
+        return value
+
+    for it in range(total):
+        timer.tick(it)
+        value = step()
         if args.log_every and (it + 1) % args.log_every == 0:
             print(f"iteration {it + 1}: meta-loss {value.item():.4f}", flush=True)
     timer.tick(total)
     rate, windows = timer.per_second()
-    return rate, windows, total
+    return rate, windows, total, count_operators(step, args.count_ops)
+
+
+def count_operators(step, iterations):
+    """Operators (aten::* events, nested ones included) and autograd nodes per iteration of
+    `step`, from torch.profiler over `iterations` iterations; empty when 0."""
+    if iterations <= 0:
+        return {}
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(iterations):
+            step()
+    names = [e.name for e in prof.events()]
+    return {
+        "operators_per_iteration": sum(n.startswith("aten::") for n in names) / iterations,
+        "autograd_nodes_per_iteration": sum(n.startswith("autograd::engine::evaluate_function") for n in names)
+        / iterations,
+    }

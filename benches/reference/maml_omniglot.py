@@ -33,11 +33,11 @@ def main():
     background, evaluation = common.omniglot(args.data_dir)
     train = common.Episodes(background, rotations=True, seed=args.seed)
     net = common.conv4(out=args.ways)
-    rate, windows, total = maml.train(
+    rate, windows, total, ops = maml.train(
         args, net, CE, lambda: train.sample(args.meta_batch, args.ways, args.shots, args.queries)
     )
     result = {"workload": "maml_omniglot", "impl": args.impl, "first_order": args.first_order,
-              "iterations": total, "meta_iters_per_s": rate, "windows_s": windows}
+              "iterations": total, "meta_iters_per_s": rate, "windows_s": windows, **ops}
     if not args.skip_eval:
         test = common.Episodes(evaluation, rotations=False, seed=args.test_seed)
         hits = {1: [], 3: []}

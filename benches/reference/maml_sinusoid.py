@@ -46,9 +46,9 @@ def main():
     common.setup(args)
     net = model()
     generator = torch.Generator().manual_seed(args.seed)
-    rate, windows, total = maml.train(args, net, MSE, lambda: sample(args.meta_batch, args.shots, generator))
+    rate, windows, total, ops = maml.train(args, net, MSE, lambda: sample(args.meta_batch, args.shots, generator))
     result = {"workload": "maml_sinusoid", "impl": args.impl, "first_order": args.first_order,
-              "iterations": total, "meta_iters_per_s": rate, "windows_s": windows}
+              "iterations": total, "meta_iters_per_s": rate, "windows_s": windows, **ops}
     if not args.skip_eval:
         test = torch.Generator().manual_seed(args.test_seed)
         mse = {0: [], 1: [], 10: []}

@@ -15,29 +15,20 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     metl_build::link_libtorch();
-    for var in ["LIBTORCH_INCLUDE", "LIBTORCH_CXX11_ABI", "NCCL_INCLUDE_DIR", "CUDA_HOME", "METL_DIST_NCCL"] {
+    for var in ["NCCL_INCLUDE_DIR", "CUDA_HOME", "METL_DIST_NCCL"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=cpp");
-    let Ok(lib) = env::var(metl_build::LIBTORCH_LIB_VAR) else {
+    let Some((includes, abi)) = metl_build::libtorch_cpp() else {
         println!(
             "cargo:warning=metl-dist: torch-sys reported no libtorch folder; the c10d shim is not built"
         );
         return;
     };
-    let lib = PathBuf::from(lib);
-    let include = match env::var("LIBTORCH_INCLUDE") {
-        Ok(dir) => PathBuf::from(dir).join("include"),
-        Err(_) => lib.join("..").join("include"),
-    };
-    let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    let lib = PathBuf::from(env::var(metl_build::LIBTORCH_LIB_VAR).unwrap_or_default());
     let mut build = cc::Build::new();
+    build.cpp(true).pic(true).warnings(false).includes(&includes);
     build
-        .cpp(true)
-        .pic(true)
-        .warnings(false)
-        .include(&include)
-        .include(include.join("torch/csrc/api/include"))
         .include("cpp/gloo_decl")
         .include("cpp")
         .flag("-std=c++17")

@@ -65,6 +65,23 @@ pub fn link_libtorch() {
     }
 }
 
+/// What a C++ file compiled against libtorch's headers needs: the include folders and the
+/// `_GLIBCXX_USE_CXX11_ABI` value, for the libtorch `torch-sys` links (its `lib` folder's
+/// sibling `include`, or `$LIBTORCH_INCLUDE/include`; the ABI from `$LIBTORCH_CXX11_ABI`,
+/// default 1 as PyTorch's wheels since 2.7). `None` when `torch-sys` reported no folder.
+pub fn libtorch_cpp() -> Option<(Vec<std::path::PathBuf>, String)> {
+    for var in ["LIBTORCH_INCLUDE", "LIBTORCH_CXX11_ABI"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    let lib = std::path::PathBuf::from(std::env::var(LIBTORCH_LIB_VAR).ok()?);
+    let include = match std::env::var("LIBTORCH_INCLUDE") {
+        Ok(dir) => std::path::PathBuf::from(dir).join("include"),
+        Err(_) => lib.join("..").join("include"),
+    };
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    Some((vec![include.join("torch/csrc/api/include"), include], abi))
+}
+
 /// Emits `METL_GIT_REVISION` (the checkout's `git rev-parse --short=12 HEAD`, with
 /// `-dirty` when the tree has changes) for `option_env!` in the package; nothing outside a
 /// git checkout or without git.

@@ -65,6 +65,8 @@ pub struct BenchOptions {
     /// Data-parallel processes (`--nproc`; MAML and ProtoNets on Omniglot): the meta-batch
     /// split among them (ProtoNets: one episode each per step).
     pub nproc: usize,
+    /// After the timed windows, count the operators of this many more iterations (0: none).
+    pub count_ops: usize,
 }
 
 /// What `metl bench` prints.
@@ -106,6 +108,55 @@ pub struct BenchResult {
     /// MAML Omniglot: the memory budget, when it chose the tasks per pass.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_budget: Option<String>,
+    /// With `--count-ops`: what an iteration dispatches, and the floor it implies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operators: Option<OperatorFloor>,
+}
+
+/// Operators per iteration (`--count-ops`) and the rate they allow at most.
+#[derive(Debug, Serialize)]
+pub struct OperatorFloor {
+    /// `aten::*` operators dispatched per iteration (nested ones included).
+    pub operators_per_iteration: f64,
+    /// Autograd nodes executed per iteration.
+    pub autograd_nodes_per_iteration: f64,
+    /// Seconds one operator on a one-element tensor takes here (dispatch, allocation and
+    /// the kernel's fixed cost): the median of 5 runs of 20,000 additions.
+    pub seconds_per_tiny_operator: f64,
+    /// The rate if every operator cost only that: `1 / (operators × seconds)`.
+    pub dispatch_bound_per_second: f64,
+}
+
+/// Counts the operators of `iterations` calls of `step` and measures a tiny operator's cost.
+fn operator_floor(
+    iterations: usize,
+    step: &mut dyn FnMut() -> anyhow::Result<f64>,
+) -> anyhow::Result<OperatorFloor> {
+    let ((), counted) = crate::op_count::count(|| {
+        for _ in 0..iterations {
+            step()?;
+        }
+        Ok(())
+    })?;
+    let a = tch::Tensor::ones([1], (tch::Kind::Float, Device::Cpu));
+    let mut runs: Vec<f64> = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..20_000 {
+                let _ = &a + &a;
+            }
+            start.elapsed().as_secs_f64() / 20_000.0
+        })
+        .collect();
+    runs.sort_by(f64::total_cmp);
+    let per_op = runs[2];
+    let operators = counted.operators as f64 / iterations as f64;
+    Ok(OperatorFloor {
+        operators_per_iteration: operators,
+        autograd_nodes_per_iteration: counted.autograd_nodes as f64 / iterations as f64,
+        seconds_per_tiny_operator: per_op,
+        dispatch_bound_per_second: 1.0 / (operators * per_op),
+    })
 }
 
 /// The peak resident set size of this process in MB (`VmHWM`), 0 where unknown.
@@ -331,6 +382,10 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
         })?
     };
     let data_wait_fraction = wait.get() / times.iter().sum::<f64>();
+    let operators = match options.count_ops {
+        0 => None,
+        n => Some(operator_floor(n, &mut *step)?),
+    };
     let stats = timed_comm.get().unwrap_or_default();
     // The loss of the whole meta-batch (each rank's is that of its share).
     let mut last_loss = [last_loss];
@@ -359,6 +414,7 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
         comm_seconds_per_iteration: stats.seconds / iterations,
         tasks_per_pass: passes.get(),
         memory_budget,
+        operators,
     };
     println!("{}", serde_json::to_string(&result)?);
     Ok(())

@@ -73,6 +73,10 @@ pub struct BenchArgs {
     /// Timed windows.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     pub windows: u64,
+    /// After the timed windows, count the libtorch operators of N more iterations and
+    /// report them with the rate their dispatch alone would allow
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub count_ops: u64,
     /// libtorch intra-op threads.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
     pub threads: u64,

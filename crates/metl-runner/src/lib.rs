@@ -33,6 +33,7 @@ pub mod list;
 pub mod malloc;
 pub mod memory;
 pub mod metrics;
+pub mod op_count;
 pub mod plot;
 pub mod plots;
 pub mod progress;

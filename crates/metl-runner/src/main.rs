@@ -59,6 +59,7 @@ fn main() -> ExitCode {
                 tasks: args.tasks as usize,
                 tasks_per_pass: args.tasks_per_pass.map(|k| k as usize),
                 memory_budget: args.memory_budget,
+                count_ops: args.count_ops as usize,
                 warmup: args.warmup,
                 window: args.window,
                 windows: args.windows as usize,

@@ -166,6 +166,15 @@ fn output_of(cmd: &mut Command) -> std::io::Result<std::process::Output> {
 }
 
 fn install(venv: &Path) -> Result<Libtorch> {
+    let torch = install_torch(venv, TORCH_VERSION, PIP_PACKAGES)?;
+    write_stamp(venv, &torch)?;
+    eprintln!("libtorch {TORCH_VERSION} is ready in {}", torch.root.display());
+    Ok(torch)
+}
+
+/// Creates the virtualenv `venv` (unless it exists) and pip-installs `packages` into it,
+/// which must bring torch `version`.
+pub fn install_torch(venv: &Path, version: &str, packages: &[&str]) -> Result<Libtorch> {
     let python3 = std::env::var_os("METL_SETUP_PYTHON").unwrap_or_else(|| OsString::from("python3"));
     let python3 = PathBuf::from(python3);
     match output_of(Command::new(&python3).arg("--version")) {
@@ -192,23 +201,18 @@ fn install(venv: &Path) -> Result<Libtorch> {
             fail!("`{} -m venv {}` failed:\n{}\n{MANUAL}", python3.display(), venv.display(), tail(&out, 20));
         }
     }
-    eprintln!("installing {} into {} (a few GB, one time only)", PIP_PACKAGES.join(" "), venv.display());
+    eprintln!("installing {} into {} (a few GB, one time only)", packages.join(" "), venv.display());
     let out = output_of(
-        Command::new(&python)
-            .args(["-m", "pip", "install", "--disable-pip-version-check"])
-            .args(PIP_PACKAGES),
+        Command::new(&python).args(["-m", "pip", "install", "--disable-pip-version-check"]).args(packages),
     )?;
     if !out.status.success() {
         fail!("pip install failed; the end of its output:\n{}\n{MANUAL}", tail(&out, 25));
     }
-    let torch = inspect(&python)?;
-    write_stamp(venv, &torch)?;
-    eprintln!("libtorch {TORCH_VERSION} is ready in {}", torch.root.display());
-    Ok(torch)
+    inspect(&python, version)
 }
 
-/// Asks the virtualenv's torch for its version, location and ABI.
-fn inspect(python: &Path) -> Result<Libtorch> {
+/// Asks `python`'s torch for its version (which must be `expected`), location and ABI.
+pub fn inspect(python: &Path, expected: &str) -> Result<Libtorch> {
     let script = "import os, torch\nprint(torch.__version__)\nprint(os.path.dirname(torch.__file__))\nprint(int(torch._C._GLIBCXX_USE_CXX11_ABI))";
     let out = output_of(Command::new(python).args(["-c", script]))?;
     if !out.status.success() {
@@ -219,9 +223,9 @@ fn inspect(python: &Path) -> Result<Libtorch> {
     let [version, root, abi] = lines[..] else {
         return Err(Failure(format!("unexpected output from torch: {text}")));
     };
-    if version.split('+').next() != Some(TORCH_VERSION) {
+    if version.split('+').next() != Some(expected) {
         fail!(
-            "the virtualenv holds torch {version}, tch 0.26 needs {TORCH_VERSION}; delete {} and rerun",
+            "{} has torch {version}, expected {expected} (delete a virtualenv of metl's to reinstall it)",
             python.display()
         );
     }

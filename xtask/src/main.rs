@@ -7,6 +7,7 @@
 mod cmd;
 mod compare;
 mod diagram;
+mod gpu_bundle;
 mod gpu_check;
 mod libtorch;
 mod package;
@@ -35,6 +36,11 @@ tasks:
   bench [ARGS]  setup, then the criterion benches (ARGS go to `cargo bench`)
   gpu-check     on a machine with an NVIDIA GPU: metl-models' tests on CUDA and a short
                 speed table; without one, says so and succeeds
+  gpu-bundle [--torch VERSION] [--check] [--no-data] [--tch V] [--python PY] [--out DIR]
+                for a GPU machine with PyTorch VERSION (default 2.11.0) and no Rust:
+                gpu-bundle/run.sh and the binaries of gpu-check and `metl bench`, built
+                with the matching tch against that torch, without libtorch (< 60 MB);
+                --check runs it here on the CPU (docs/performance.md, GPU)
   diagram       redraw docs/concepts.svg
   compare [--rounds N] [--only TEXT]
                 metl beside the PyTorch reference scripts (benches/reference),
@@ -60,6 +66,7 @@ fn main() -> ExitCode {
         "ci" => lint().and_then(|()| test(&[])),
         "bench" => bench(rest),
         "gpu-check" => gpu_check::run(rest),
+        "gpu-bundle" => gpu_bundle::run(rest),
         "diagram" => diagram::run(),
         "compare" => compare_args(rest).and_then(|(rounds, only)| compare::compare(rounds, only.as_deref())),
         "-h" | "--help" | "help" => {

@@ -78,6 +78,30 @@ pub enum DataError {
         /// The zip reader's complaint.
         reason: String,
     },
+    /// A dataset that is not where it was looked for: what to download and where to put it.
+    #[error(
+        "{dataset} not found: {path} is missing. Expected {layout}. Download: {download}. Then point {setting} at the folder"
+    )]
+    MissingDataset {
+        /// The dataset, e.g. `miniImageNet`.
+        dataset: String,
+        /// The missing file or folder.
+        path: PathBuf,
+        /// The expected layout of the dataset folder.
+        layout: String,
+        /// Where the files come from.
+        download: String,
+        /// How to tell metl where they are (configuration field and environment variable).
+        setting: String,
+    },
+    /// A pickle file that could not be read or does not hold what the dataset needs.
+    #[error("{path}: cannot read pickle: {reason}")]
+    Pickle {
+        /// The pickle file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A class folder without a single image.
     #[error("{path}: empty class (no PNG or JPEG image)")]
     EmptyClass {

@@ -8,6 +8,9 @@
 //! - [`omniglot`]: Omniglot from the official zips or folders, decoded in parallel, resized
 //!   exactly as Pillow does, cached on disk; the class splits of Lake et al., MAML and
 //!   Vinyals et al. ([`OmniglotProtocol`]).
+//! - [`few_shot`]: the few-shot benchmarks with their standard splits — miniImageNet,
+//!   tieredImageNet, CIFAR-FS, FC100, CUB-200 — read from their usual distributions
+//!   (pickles through the safe reader of [`pickle`], image folders).
 //! - [`image_folder`]: any folder of class folders of PNG/JPEG images.
 //! - [`episode`]: N-way K-shot episodes from any [`ClassImages`] source
 //!   ([`EpisodeSampler`]), with rotations, within-group sampling and prefetching.
@@ -17,6 +20,8 @@
 //!   GradNorm (Chen et al. 2018) and Omniglot-50 (one task per alphabet).
 //! - [`image`]: decoding, Pillow-exact resizing, the [`ClassImages`] abstraction.
 //! - [`rng`], [`split`], [`error`]: seeded ChaCha8 streams, train/val/test, [`DataError`].
+//! - [`pickle`]: a reader of Python pickles of plain data and numpy arrays that runs no
+//!   code.
 //!
 //! Sampling is deterministic from a seed: the same seed gives the same tasks on every
 //! machine, device and thread count.
@@ -57,7 +62,8 @@
 //! ## Features
 //!
 //! `images` (default): image decoding (PNG, JPEG, zip archives), Omniglot, image folders,
-//! episodes and Omniglot-50 — everything that reads pictures. Without it the crate keeps the
+//! the few-shot benchmarks, episodes and Omniglot-50 — everything that reads pictures.
+//! Without it the crate keeps the
 //! core the upper crates build on ([`TaskBatch`], [`MultiTaskBatch`], [`rng`],
 //! [`ConfigError`], sinusoids, the synthetic multi-task regression) and none of the
 //! image/zip dependencies: `metl-models`, `metl-mtl` and `metl-meta` depend on it that way.
@@ -68,19 +74,22 @@ pub mod batch;
 pub mod episode;
 pub mod error;
 #[cfg(feature = "images")]
+pub mod few_shot;
+#[cfg(feature = "images")]
 pub mod image;
 #[cfg(feature = "images")]
 pub mod image_folder;
 pub mod multitask;
 #[cfg(feature = "images")]
 pub mod omniglot;
+pub mod pickle;
 pub mod rng;
 pub mod sinusoid;
 pub mod split;
 
 pub use batch::TaskBatch;
 #[cfg(feature = "images")]
-pub use episode::{ClassPool, EpisodeConfig, EpisodeSampler};
+pub use episode::{ClassPool, ClassSplits, EpisodeConfig, EpisodeSampler};
 pub use error::{ConfigError, DataError};
 #[cfg(feature = "images")]
 pub use image::ClassImages;

@@ -58,20 +58,21 @@ fn load(run_dir: &Path, which: Which, device: Option<&str>) -> anyhow::Result<Tr
     Ok(Trained { experiment, learner, preprocess, input_shape, device })
 }
 
-/// Images `[N, C, H, W]` in `[0, 1]` on `device` from image files.
-fn images(
-    preprocess: &Preprocess,
-    shape: &[i64],
-    paths: &[PathBuf],
-    device: Device,
-) -> anyhow::Result<Tensor> {
-    let mut pixels = Vec::with_capacity(paths.len() * preprocess.output_len());
+/// Images `[N, C, H, W]` on the run's device from image files, preprocessed and
+/// normalised as the run's training data: in `[0, 1]`, or standardised per channel where
+/// the dataset is.
+fn images(trained: &Trained, paths: &[PathBuf]) -> anyhow::Result<Tensor> {
+    let mut pixels = Vec::with_capacity(paths.len() * trained.preprocess.output_len());
     for path in paths {
-        pixels.extend(preprocess.load(path).map_err(bad_input)?);
+        pixels.extend(trained.preprocess.load(path).map_err(bad_input)?);
     }
     let mut dims = vec![paths.len() as i64];
-    dims.extend_from_slice(shape);
-    Ok(Tensor::from_slice(&pixels).view(dims.as_slice()).to_device(device).to_kind(TKind::Float) / 255.0)
+    dims.extend_from_slice(&trained.input_shape);
+    let x = Tensor::from_slice(&pixels).view(dims.as_slice()).to_device(trained.device).to_kind(TKind::Float) / 255.0;
+    match trained.experiment.data.normalization() {
+        Some(n) => Ok(n.apply(&x)?),
+        None => Ok(x),
+    }
 }
 
 /// The embedding network's weights: the backbone part of the learner's state (its own
@@ -122,7 +123,7 @@ pub fn embed(options: &EmbedOptions) -> anyhow::Result<()> {
     let params = backbone_weights(&trained, &backbone)?;
     let mut rows = Vec::with_capacity(paths.len());
     for chunk in paths.chunks(256) {
-        let x = images(&trained.preprocess, &trained.input_shape, chunk, trained.device)?;
+        let x = images(&trained, chunk)?;
         let z = tch::no_grad(|| backbone.forward(&params, &x, false)).flatten(1, -1);
         rows.push(z.to_device(Device::Cpu).to_kind(TKind::Float));
     }
@@ -215,7 +216,8 @@ pub fn fewshot(options: &FewshotOptions) -> anyhow::Result<()> {
     let trained = load(&options.run_dir, options.which, options.device.as_deref())?;
     let algorithm = trained.experiment.meta.as_ref().expect("a meta run");
     if algorithm.takes_steps()
-        && matches!(trained.experiment.data, DataConfig::Omniglot(_) | DataConfig::ImageFolder(_))
+        && (matches!(trained.experiment.data, DataConfig::Omniglot(_) | DataConfig::ImageFolder(_))
+            || trained.experiment.data.few_shot().is_some())
     {
         let ways = trained.experiment.train_episodes().ways;
         if classes.len() != ways {
@@ -230,11 +232,10 @@ pub fn fewshot(options: &FewshotOptions) -> anyhow::Result<()> {
     let labels: Vec<i64> =
         classes.iter().enumerate().flat_map(|(i, (_, f))| std::iter::repeat_n(i as i64, f.len())).collect();
     let device = trained.device;
-    let shape = &trained.input_shape;
     let batch = TaskBatch {
-        support_x: images(&trained.preprocess, shape, &support_paths, device)?.unsqueeze(0),
+        support_x: images(&trained, &support_paths)?.unsqueeze(0),
         support_y: Tensor::from_slice(&labels).to_device(device).unsqueeze(0),
-        query_x: images(&trained.preprocess, shape, &queries, device)?.unsqueeze(0),
+        query_x: images(&trained, &queries)?.unsqueeze(0),
         query_y: Tensor::zeros([1, queries.len() as i64], (TKind::Int64, device)),
     };
     let steps = options.steps.unwrap_or_else(|| *trained.experiment.test_steps().last().unwrap_or(&0));

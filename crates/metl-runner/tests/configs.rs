@@ -34,12 +34,43 @@ fn short(config: &str) -> Vec<String> {
     if text.contains("[test]") {
         set.extend(["test.episodes=4", "test.val_episodes=2", "test.batch=2"]);
     }
+    if FEW_SHOT.iter().any(|(section, _)| text.contains(section)) {
+        // The fixtures have 5 classes per split (CIFAR-100's have more).
+        set.push("episodes.ways=5");
+    }
     if text.contains("[data.omniglot50]") {
         // Two alphabets: the strategy and architecture still run on several tasks, and the
         // validation and test splits stay small.
         set.push("data.omniglot50.alphabets=[0,1]");
     }
     set.into_iter().map(str::to_owned).collect()
+}
+
+/// The few-shot benchmarks' sections and the fixture folder each reads.
+const FEW_SHOT: [(&str, &str); 4] = [
+    ("[data.cifar_fs]", "cifar100"),
+    ("[data.fc100]", "cifar100"),
+    ("[data.mini_imagenet]", "mini_imagenet"),
+    ("[data.cub]", "cub"),
+];
+
+/// Writes the fixture `name` of a few-shot benchmark into `dir/name` (once) and returns
+/// that folder.
+fn few_shot_fixture(dir: &Path, name: &str) -> PathBuf {
+    use metl_data::few_shot::fixtures;
+    let folder = dir.join(name);
+    if !folder.exists() {
+        match name {
+            // 16 images per class: 1 shot + 15 queries.
+            "cifar100" => fixtures::write_cifar100(&folder, 12, 4).map(drop),
+            "mini_imagenet" => fixtures::write_mini_imagenet_pickles(&folder, 5, 16),
+            // 20 classes: 10 / 5 / 5 under Chen et al.'s rule.
+            "cub" => fixtures::write_cub(&folder, 20, 16).map(drop),
+            other => unreachable!("no fixture {other}"),
+        }
+        .unwrap();
+    }
+    folder
 }
 
 /// For configs of datasets read from files under `data/`: writes a tiny fixture of the
@@ -55,6 +86,13 @@ fn fixture_overrides(text: &str, fixtures: &Path) -> Vec<String> {
             fixtures::write_tabular_csv(&path, 120, 0).unwrap();
         }
         set.push(format!("data.csv.path={}", quoted(&path)));
+    }
+    for (section, name) in FEW_SHOT {
+        if text.contains(section) {
+            let root = few_shot_fixture(fixtures, name);
+            let key = section.trim_start_matches('[').trim_end_matches(']');
+            set.push(format!("{key}.root={}", quoted(&root)));
+        }
     }
     if text.contains("[data.multi_mnist]") {
         let (mnist, fashion) = (fixtures.join("mnist"), fixtures.join("fashion-mnist"));

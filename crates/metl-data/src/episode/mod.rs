@@ -4,8 +4,10 @@
 //! - [`EpisodeConfig`]: N, K, Q, the meta-batch size and within-group sampling;
 //! - [`ClassPool`]: the classes a split may draw from, each with its rotation rule (fixed,
 //!   or a random multiple of 90° per episode), which is how the Omniglot protocols differ;
+//!   [`ClassSplits`]: a dataset's train, validation and test pools;
 //! - [`EpisodeSampler`]: seeded sampling and assembly of meta-batches into a
 //!   [`TaskBatch`](crate::TaskBatch) on the caller's device;
+//! - [`Transforms`]: training augmentation and per-channel normalisation of the images;
 //! - [`Prefetcher`]: the same sampler on a background thread, batches ready in advance;
 //! - [`PoolBatchSampler`]: plain labelled mini-batches over all classes of a pool, for
 //!   pre-training (the fine-tuning baselines).
@@ -17,13 +19,87 @@ mod prefetch;
 mod sampler;
 
 pub use config::EpisodeConfig;
-pub use pool::{ClassPool, PoolClass, Rotation};
+pub use pool::{ClassPool, ClassSplits, PoolClass, Rotation};
 pub use pool_batches::PoolBatchSampler;
 pub use prefetch::Prefetcher;
 pub use sampler::{Episode, EpisodeBuffers, EpisodeClass, EpisodeSampler};
 
-use crate::rng::Rng;
+use crate::{
+    error::Result,
+    image::{Augmentation, Normalization},
+    rng::{substream, Rng},
+};
 use rand::Rng as _;
+use tch::Tensor;
+
+/// What a sampler does to its images once gathered: the augmentation (for training) and
+/// the per-channel normalisation; given to [`EpisodeSampler::with_transforms`] and
+/// [`PoolBatchSampler::with_transforms`]. The default does nothing.
+///
+/// Episode (or pre-training batch) `i`'s augmentations draw from their own ChaCha8 stream
+/// `i` of a seed derived from the sampler's, so batches stay reproducible and independent
+/// of the thread count, and the classes and images drawn are those without augmentation.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Transforms {
+    augmentation: Option<Augmentation>,
+    normalization: Option<Normalization>,
+}
+
+impl Transforms {
+    /// The same, augmenting every image with `augmentation` (checked).
+    pub fn augmenting(self, augmentation: Augmentation) -> Result<Self> {
+        augmentation.validate()?;
+        Ok(Self { augmentation: Some(augmentation), ..self })
+    }
+
+    /// The same, standardising the image tensors with `normalization` (checked).
+    pub fn normalizing(self, normalization: Normalization) -> Result<Self> {
+        normalization.validate()?;
+        Ok(Self { normalization: Some(normalization), ..self })
+    }
+
+    /// The same without augmentation (for validation and test episodes).
+    pub fn without_augmentation(self) -> Self {
+        Self { augmentation: None, ..self }
+    }
+
+    /// The augmentation, if any.
+    pub fn augmentation(&self) -> Option<&Augmentation> {
+        self.augmentation.as_ref()
+    }
+
+    /// The normalisation, if any.
+    pub fn normalization(&self) -> Option<&Normalization> {
+        self.normalization.as_ref()
+    }
+
+    /// Whether images are augmented.
+    fn augments(&self) -> bool {
+        self.augmentation.is_some()
+    }
+
+    /// Augments each `shape` image of `images` in turn, drawing from `rng`.
+    fn augment(&self, images: &mut [u8], shape: [usize; 3], rng: &mut Rng) {
+        if let Some(a) = &self.augmentation {
+            images.chunks_exact_mut(shape.iter().product()).for_each(|image| a.apply(image, shape, rng));
+        }
+    }
+
+    /// Normalises `[..., C, H, W]` `Float` images in `[0, 1]`.
+    fn normalize(&self, images: Tensor) -> Result<Tensor> {
+        match &self.normalization {
+            Some(n) => n.apply(&images),
+            None => Ok(images),
+        }
+    }
+}
+
+/// The generator of the augmentations of episode or batch `index`: stream `index` of a
+/// seed derived from the sampler's, so that augmenting draws nothing from the streams that
+/// choose classes and images.
+pub(crate) fn augmentation_stream(seed: u64, index: u64) -> Rng {
+    substream(seed ^ 0x6175_676d_656e_7421, index)
+}
 
 /// `amount` distinct indices of `0..length` in uniformly random order (Floyd's algorithm
 /// followed by a Fisher–Yates shuffle): `O(amount²)`, no allocation of `0..length`, and a

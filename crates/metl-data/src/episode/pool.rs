@@ -1,5 +1,6 @@
 //! [`ClassPool`]: the classes an episode may draw from, with their rotation rule.
 
+use crate::Split;
 use serde::{Deserialize, Serialize};
 
 /// How a pooled class's images are rotated (counter-clockwise, multiples of 90°).
@@ -77,6 +78,29 @@ impl ClassPool {
     /// Whether the pool has no class.
     pub fn is_empty(&self) -> bool {
         self.classes.is_empty()
+    }
+}
+
+/// The train, validation and test class pools of a dataset's split (a few-shot
+/// protocol): what [`crate::EpisodeSampler`]s of each split draw from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassSplits {
+    /// Meta-training classes.
+    pub train: ClassPool,
+    /// Validation classes (empty when the protocol has none).
+    pub val: ClassPool,
+    /// Test classes.
+    pub test: ClassPool,
+}
+
+impl ClassSplits {
+    /// The pool of `split`.
+    pub fn get(&self, split: Split) -> &ClassPool {
+        match split {
+            Split::Train => &self.train,
+            Split::Val => &self.val,
+            Split::Test => &self.test,
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! pre-training a backbone as a classifier of every training class (the fine-tuning
 //! baselines, Baseline and Baseline++ of Chen et al. 2019).
 
-use super::{ClassPool, Rotation};
+use super::{augmentation_stream, ClassPool, Rotation, Transforms};
 use crate::{
     error::{DataError, Result},
     image::{rotate_square, ClassImages},
@@ -26,6 +26,7 @@ pub struct PoolBatchSampler<D: ClassImages + ?Sized> {
     batch_size: usize,
     seed: u64,
     position: u64,
+    transforms: Transforms,
 }
 
 impl<D: ClassImages + ?Sized> PoolBatchSampler<D> {
@@ -46,7 +47,13 @@ impl<D: ClassImages + ?Sized> PoolBatchSampler<D> {
                 ));
             }
         }
-        Ok(Self { data, pool, batch_size, seed, position: 0 })
+        Ok(Self { data, pool, batch_size, seed, position: 0, transforms: Transforms::default() })
+    }
+
+    /// The same sampler applying `transforms` to its images.
+    pub fn with_transforms(mut self, transforms: Transforms) -> Self {
+        self.transforms = transforms;
+        self
     }
 
     /// The number of classes `C` (the labels are `0..C`).
@@ -67,6 +74,7 @@ impl<D: ClassImages + ?Sized> PoolBatchSampler<D> {
     /// The next batch on `device`.
     pub fn sample_batch(&mut self, device: Device) -> Result<TaskBatch> {
         let mut rng = substream(self.seed, self.position);
+        let mut augment_rng = augmentation_stream(self.seed, self.position);
         self.position += 1;
         let [c, h, w] = self.data.image_shape();
         let mut pixels = vec![0u8; self.batch_size * c * h * w];
@@ -84,6 +92,7 @@ impl<D: ClassImages + ?Sized> PoolBatchSampler<D> {
             } else {
                 rotate_square(image, c, h, turns, dst);
             }
+            self.transforms.augment(dst, [c, h, w], &mut augment_rng);
             labels.push(label as i64);
         }
         let b = self.batch_size as i64;
@@ -92,6 +101,7 @@ impl<D: ClassImages + ?Sized> PoolBatchSampler<D> {
             .f_to_device(device)?
             .f_to_kind(Kind::Float)?
             .f_div_scalar(255.0)?;
+        let x = self.transforms.normalize(x)?;
         let y = Tensor::f_from_slice(&labels)?.f_view([1, b])?.f_to_device(device)?;
         Ok(TaskBatch { support_x: x.shallow_clone(), support_y: y.shallow_clone(), query_x: x, query_y: y })
     }

@@ -1,6 +1,8 @@
 //! [`EpisodeSampler`]: seeded N-way K-shot episodes, assembled into meta-batches.
 
-use super::{sample_distinct, ClassPool, EpisodeConfig, Prefetcher, Rotation};
+use super::{
+    augmentation_stream, sample_distinct, ClassPool, EpisodeConfig, Prefetcher, Rotation, Transforms,
+};
 use crate::{
     error::{DataError, Result},
     image::{rotate_square, ClassImages},
@@ -52,10 +54,12 @@ pub struct EpisodeBuffers {
     pub query_y: Vec<i64>,
     shape: [usize; 3],
     config: EpisodeConfig,
+    transforms: Transforms,
 }
 
 impl EpisodeBuffers {
-    /// The meta-batch as a [`TaskBatch`] on `device`: `Float` images in `[0, 1]` shaped
+    /// The meta-batch as a [`TaskBatch`] on `device`: `Float` images in `[0, 1]` (or
+    /// standardised, with [`EpisodeSampler::with_transforms`]) shaped
     /// `[B, N·K, C, H, W]` and `[B, N·Q, C, H, W]`, `Int64` labels `[B, N·K]` and `[B, N·Q]`.
     /// Pixels travel as bytes and become floats on the device.
     pub fn to_batch(&self, device: Device) -> Result<TaskBatch> {
@@ -63,7 +67,7 @@ impl EpisodeBuffers {
         let [c, h, w] = self.shape.map(|d| d as i64);
         let images = |pixels: &[u8], rows: usize| -> Result<Tensor> {
             let t = Tensor::f_from_slice(pixels)?.f_view([b, rows as i64, c, h, w])?.f_to_device(device)?;
-            Ok(t.f_to_kind(Kind::Float)?.f_div_scalar_(255.0)?)
+            self.transforms.normalize(t.f_to_kind(Kind::Float)?.f_div_scalar_(255.0)?)
         };
         let labels = |labels: &[i64], rows: usize| -> Result<Tensor> {
             Ok(Tensor::f_from_slice(labels)?.f_view([b, rows as i64])?.f_to_device(device)?)
@@ -100,6 +104,7 @@ pub struct EpisodeSampler<D: ClassImages + ?Sized> {
     offset: u64,
     /// With `within_group`: the pool positions of each group that has at least N classes.
     groups: Vec<Vec<usize>>,
+    transforms: Transforms,
 }
 
 impl<D: ClassImages + ?Sized> EpisodeSampler<D> {
@@ -172,7 +177,24 @@ impl<D: ClassImages + ?Sized> EpisodeSampler<D> {
             });
         }
         let stride = config.meta_batch as u64;
-        Ok(Self { data, pool, config, seed, position: 0, stride, offset: 0, groups })
+        Ok(Self {
+            data,
+            pool,
+            config,
+            seed,
+            position: 0,
+            stride,
+            offset: 0,
+            groups,
+            transforms: Transforms::default(),
+        })
+    }
+
+    /// The same sampler applying `transforms` to its images: augmenting every support and
+    /// query image, normalising the batches.
+    pub fn with_transforms(mut self, transforms: Transforms) -> Self {
+        self.transforms = transforms;
+        self
     }
 
     /// Rank `rank`'s share of every meta-batch among `world` data-parallel ranks: episodes
@@ -272,9 +294,15 @@ impl<D: ClassImages + ?Sized> EpisodeSampler<D> {
             .par_chunks_mut(c.support_size() * image_len)
             .zip(query_x.par_chunks_mut(c.query_size() * image_len))
             .zip(&episodes)
-            .for_each(|((sx, qx), episode)| {
+            .enumerate()
+            .for_each(|(i, ((sx, qx), episode))| {
                 self.gather(episode, &episode.support, c.shots, sx);
                 self.gather(episode, &episode.query, c.queries, qx);
+                if self.transforms.augments() {
+                    let mut rng = augmentation_stream(self.seed, start + i as u64);
+                    self.transforms.augment(sx, shape, &mut rng);
+                    self.transforms.augment(qx, shape, &mut rng);
+                }
             });
         let labels = |per_class: usize| -> Vec<i64> {
             (0..c.meta_batch)
@@ -289,6 +317,7 @@ impl<D: ClassImages + ?Sized> EpisodeSampler<D> {
             query_x,
             shape,
             config: c,
+            transforms: self.transforms,
         }
     }
 

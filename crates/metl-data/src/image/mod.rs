@@ -1,17 +1,22 @@
 //! Images in memory: decoding ([`decode_image`]), Pillow-exact resizing ([`Resizer`]), the
 //! class-indexed image abstraction every few-shot source implements ([`ClassImages`]) and
 //! its in-memory implementation ([`ImageStore`]); [`Preprocess`] chains decoding, resizing and
-//! inversion for a dataset.
+//! inversion for a dataset; [`Augmentation`] (training-time crops, colour jitter, flips) and
+//! [`Normalization`] (per-channel standardisation) are what the samplers can apply on top.
 //!
 //! Pixels are `u8`, planar `[C, H, W]` per image, `0` ↦ 0.0 and `255` ↦ 1.0 once turned
 //! into tensors, so that all of Omniglot at 28×28 takes 25 MB.
 
+mod augment;
 mod decode;
+mod normalize;
 mod preprocess;
 mod resize;
 mod store;
 
+pub use augment::Augmentation;
 pub use decode::{decode_image, decode_jpeg, decode_png, DecodedImage, MAX_DECODED_BYTES};
+pub use normalize::Normalization;
 pub use preprocess::Preprocess;
 pub use resize::{ResizeFilter, Resizer};
 pub use store::{BackedByStore, ClassImages, ImageStore, StoredClass};

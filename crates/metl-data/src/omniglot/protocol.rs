@@ -3,7 +3,7 @@
 
 use super::{Omniglot, OmniglotSet};
 use crate::{
-    episode::ClassPool,
+    episode::{ClassPool, ClassSplits},
     error::{DataError, Result},
     image::ClassImages,
     rng::substream,
@@ -51,27 +51,9 @@ pub const VINYALS_TEST_ALPHABETS: [&str; 12] = [
     "ULOG",
 ];
 
-/// The train, validation and test class pools of a protocol.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OmniglotSplits {
-    /// Meta-training classes.
-    pub train: ClassPool,
-    /// Validation classes (empty for [`OmniglotProtocol::Lake`]).
-    pub val: ClassPool,
-    /// Test classes.
-    pub test: ClassPool,
-}
-
-impl OmniglotSplits {
-    /// The pool of `split`.
-    pub fn get(&self, split: Split) -> &ClassPool {
-        match split {
-            Split::Train => &self.train,
-            Split::Val => &self.val,
-            Split::Test => &self.test,
-        }
-    }
-}
+/// The train, validation and test class pools of a protocol (validation is empty for
+/// [`OmniglotProtocol::Lake`]): the [`ClassSplits`] of every few-shot dataset.
+pub type OmniglotSplits = ClassSplits;
 
 /// MAML's class counts.
 const MAML_TRAIN: usize = 1100;

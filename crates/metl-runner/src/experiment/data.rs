@@ -4,10 +4,11 @@
 //! Every stream is addressed by position (meta-batch `i` depends only on the seed and `i`),
 //! so a resumed run continues with exactly the batches an uninterrupted one would see.
 
+use super::few_shot::{self, FewShotData};
 use crate::error::bad_input;
 use anyhow::Context;
 use metl_data::{
-    episode::{PoolBatchSampler, Prefetcher},
+    episode::{PoolBatchSampler, Prefetcher, Transforms},
     image::{ClassImages, Preprocess, ResizeFilter},
     image_folder::{ImageFolder, ImageFolderConfig},
     multitask::{
@@ -42,6 +43,18 @@ pub enum DataConfig {
     Omniglot50(Omniglot50Data),
     /// The synthetic regression of GradNorm (Chen et al. 2018), for multi-task learning.
     SyntheticRegression(SyntheticRegressionConfig),
+    /// CIFAR-FS: CIFAR-100's classes split 64 / 16 / 20 (Bertinetto et al. 2019), for
+    /// meta-learning.
+    CifarFs(FewShotData),
+    /// FC100: CIFAR-100's superclasses split 12 / 4 / 4 (Oreshkin et al. 2018), for
+    /// meta-learning.
+    Fc100(FewShotData),
+    /// CUB-200-2011: 200 bird species split 100 / 50 / 50 (Chen et al. 2019), for
+    /// meta-learning.
+    Cub(FewShotData),
+    /// miniImageNet: 100 ImageNet classes split 64 / 16 / 20 (Ravi & Larochelle 2017),
+    /// for meta-learning.
+    MiniImagenet(FewShotData),
     /// Your own tabular or image data from a CSV file, one column per task, for multi-task
     /// learning.
     Csv(CsvConfig),
@@ -57,6 +70,10 @@ pub const DATASETS: &[(&str, &str, &str)] = &[
     ("sinusoid", "meta", "sinusoid regression, A ~ U[0.1, 5], φ ~ U[0, π], x ~ U[-5, 5] (Finn et al. 2017)"),
     ("omniglot", "meta", "Omniglot episodes under the lake / maml / vinyals class split (Lake et al. 2015)"),
     ("image_folder", "meta", "episodes from your own folder of class folders of PNG/JPEG images"),
+    ("cifar_fs", "meta", "CIFAR-FS: CIFAR-100 classes split 64/16/20, 32×32 (Bertinetto et al. 2019)"),
+    ("fc100", "meta", "FC100: CIFAR-100 superclasses split 12/4/4, 60/20/20 classes (Oreshkin et al. 2018)"),
+    ("cub", "meta", "CUB-200-2011: 200 bird species split 100/50/50 by class index, resized to 84×84 (Chen et al. 2019)"),
+    ("mini_imagenet", "meta", "miniImageNet: 100 ImageNet classes at 84×84 split 64/16/20 (Vinyals et al. 2016; Ravi & Larochelle 2017)"),
     (
         "omniglot50",
         "mtl",
@@ -209,10 +226,13 @@ fn load_omniglot(
 pub struct ImageClasses {
     /// The images.
     pub data: Arc<dyn ClassImages + Send + Sync>,
-    /// The class pools of the three splits.
-    pub splits: OmniglotSplits,
+    /// The class pools of the three splits (boxed: keeps the experiment's setup small).
+    pub splits: Box<OmniglotSplits>,
     /// Sample all classes of an episode from one group.
     pub within_group: bool,
+    /// The normalisation of every batch, and the augmentation of training episodes and
+    /// pre-training batches.
+    pub transforms: Transforms,
 }
 
 impl std::fmt::Debug for ImageClasses {
@@ -230,16 +250,29 @@ impl ImageClasses {
 
 /// Loads the classes of an Omniglot or image-folder experiment.
 pub fn load_image_classes(config: &DataConfig, seed: u64) -> anyhow::Result<ImageClasses> {
+    if let Some((which, c)) = config.few_shot() {
+        return few_shot::load(which, c);
+    }
     match config {
         DataConfig::Omniglot(c) => {
             let omniglot = load_omniglot(c.root.as_deref(), c.image_size, c.filter)?;
             let splits = omniglot.splits(c.protocol, seed).map_err(bad_input)?;
-            Ok(ImageClasses { data: omniglot, splits, within_group: c.within_alphabet })
+            Ok(ImageClasses {
+                data: omniglot,
+                splits: Box::new(splits),
+                within_group: c.within_alphabet,
+                transforms: Transforms::default(),
+            })
         }
         DataConfig::ImageFolder(c) => {
             let folder = ImageFolder::load(c.folder_config()).map_err(bad_input)?;
             let splits = split_classes(folder.num_classes(), c.split, seed)?;
-            Ok(ImageClasses { data: Arc::new(folder), splits, within_group: false })
+            Ok(ImageClasses {
+                data: Arc::new(folder),
+                splits: Box::new(splits),
+                within_group: false,
+                transforms: Transforms::default(),
+            })
         }
         other => Err(bad_input(format!("data.{}: not an image-classification source", name_of(other)))),
     }
@@ -303,6 +336,13 @@ impl DataConfig {
                     preprocess: Some(config.preprocess()),
                 }
             }
+            d @ (DataConfig::CifarFs(_)
+            | DataConfig::Fc100(_)
+            | DataConfig::MiniImagenet(_)
+            | DataConfig::Cub(_)) => {
+                let (which, c) = d.few_shot().expect("a few-shot benchmark");
+                few_shot::input_spec(which, c)
+            }
             DataConfig::ImageFolder(c) => {
                 let [h, w] = c.image_size;
                 InputSpec {
@@ -330,6 +370,10 @@ pub fn name_of(config: &DataConfig) -> &'static str {
         DataConfig::Sinusoid(_) => "sinusoid",
         DataConfig::Omniglot(_) => "omniglot",
         DataConfig::ImageFolder(_) => "image_folder",
+        d @ (DataConfig::CifarFs(_)
+        | DataConfig::Fc100(_)
+        | DataConfig::MiniImagenet(_)
+        | DataConfig::Cub(_)) => d.few_shot().expect("a few-shot benchmark").0.name(),
         DataConfig::Omniglot50(_) => "omniglot50",
         DataConfig::SyntheticRegression(_) => "synthetic_regression",
         DataConfig::Csv(_) => "csv",
@@ -491,7 +535,8 @@ impl PretrainStream {
     ) -> anyhow::Result<Self> {
         let mut sampler =
             PoolBatchSampler::new(Arc::clone(&classes.data), classes.splits.train.clone(), batch_size, seed)
-                .map_err(bad_input)?;
+                .map_err(bad_input)?
+                .with_transforms(classes.transforms);
         sampler.seek(start);
         Ok(Self { sampler, device })
     }
@@ -528,6 +573,12 @@ impl ImageStream {
         let mut sampler = EpisodeSampler::new(Arc::clone(&classes.data), pool, config, seed)
             .map_err(bad_input)
             .with_context(|| format!("{split} episodes"))?;
+        // Augmented training episodes only: validation and test images are seen as they are.
+        let transforms = match split {
+            Split::Train => classes.transforms,
+            _ => classes.transforms.without_augmentation(),
+        };
+        sampler = sampler.with_transforms(transforms);
         if shard.world > 1 {
             shard.check("episodes.meta_batch", config.meta_batch)?;
             sampler = sampler.shard(shard.rank, shard.world).map_err(bad_input)?;

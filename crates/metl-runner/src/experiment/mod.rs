@@ -30,6 +30,7 @@
 //! and every error names the field, the value and what is allowed.
 
 pub mod data;
+pub mod few_shot;
 pub mod meta;
 pub mod mtl;
 
@@ -307,7 +308,12 @@ impl Experiment {
                     )));
                 }
             }
-            DataConfig::Omniglot(_) | DataConfig::ImageFolder(_) => {
+            DataConfig::Omniglot(_)
+            | DataConfig::ImageFolder(_)
+            | DataConfig::CifarFs(_)
+            | DataConfig::Fc100(_)
+            | DataConfig::MiniImagenet(_)
+            | DataConfig::Cub(_) => {
                 if algorithm.takes_steps() && test.ways != train.ways {
                     return Err(bad_input(format!(
                         "test.ways = {}: meta.{} has an N-way head, so test episodes need the training ways ({})",
@@ -319,7 +325,8 @@ impl Experiment {
             }
             other => {
                 return Err(bad_input(format!(
-                    "data.{}: a multi-task dataset; meta-learning needs sinusoid, omniglot or image_folder",
+                    "data.{}: a multi-task dataset; meta-learning needs sinusoid, omniglot, image_folder or \
+                     a few-shot benchmark (`metl list`)",
                     data::name_of(other)
                 )))
             }

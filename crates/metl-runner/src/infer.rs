@@ -68,7 +68,8 @@ fn images(trained: &Trained, paths: &[PathBuf]) -> anyhow::Result<Tensor> {
     }
     let mut dims = vec![paths.len() as i64];
     dims.extend_from_slice(&trained.input_shape);
-    let x = Tensor::from_slice(&pixels).view(dims.as_slice()).to_device(trained.device).to_kind(TKind::Float) / 255.0;
+    let x = Tensor::from_slice(&pixels).view(dims.as_slice()).to_device(trained.device).to_kind(TKind::Float)
+        / 255.0;
     match trained.experiment.data.normalization() {
         Some(n) => Ok(n.apply(&x)?),
         None => Ok(x),

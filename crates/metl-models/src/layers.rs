@@ -105,6 +105,9 @@ pub(crate) enum WeightInit {
     /// default slope 0, i.e. gain √2): `N(0, 2 / fan_out)`, as the ResNet-12 of MetaOptNet
     /// initialises its convolutions.
     KaimingNormalFanOut,
+    /// `nn.init.xavier_normal_(w)` and a zero bias: `N(0, 2 / (fan_in + fan_out))`, as
+    /// MTAN's SegNet initialises its convolutions.
+    XavierNormal,
 }
 
 /// A 2-d convolution `{name}.weight` `[C_out, C_in, k, k]` (and `{name}.bias` `[C_out]`), as
@@ -166,6 +169,10 @@ impl Conv2d {
                 let fan_out = self.out_channels * self.kernel * self.kernel;
                 nn::Init::Randn { mean: 0.0, stdev: (2.0 / fan_out as f64).sqrt() }
             }
+            WeightInit::XavierNormal => {
+                let fan_out = self.out_channels * self.kernel * self.kernel;
+                nn::Init::Randn { mean: 0.0, stdev: (2.0 / (fan_in + fan_out) as f64).sqrt() }
+            }
         };
         let k = self.kernel;
         builder.var(
@@ -176,7 +183,7 @@ impl Conv2d {
         if self.bias {
             let bias_init = match init {
                 WeightInit::TorchDefault => crate::params::torch_default_init(fan_in),
-                WeightInit::KaimingNormalFanOut => nn::Init::Const(0.0),
+                WeightInit::KaimingNormalFanOut | WeightInit::XavierNormal => nn::Init::Const(0.0),
             };
             builder.var(&param_name(&self.name, "bias"), &[self.out_channels], bias_init)?;
         }

@@ -11,9 +11,10 @@
 //!   (batched matrix products, grouped convolutions, per-task batch norm) and per-step
 //!   variants; non-trainable state (batch-norm running statistics) are the model's
 //!   *buffers*.
-//! - Backbones: [`mlp`], [`conv4`], [`resnet12`]; heads: [`head`]; a backbone with a head:
-//!   [`Classifier`]. [`batch_norm`] in its three modes (batch statistics, running
-//!   statistics, MAML++'s per-step statistics).
+//! - Backbones: [`mlp`], [`conv4`], [`resnet12`], and [`segnet`] for dense prediction;
+//!   heads: [`head`], and [`dense_head`] per pixel; a backbone with a head: [`Classifier`].
+//!   [`batch_norm`] in its three modes (batch statistics, running statistics, MAML++'s
+//!   per-step statistics).
 //! - [`sequential`]: any `nn.Sequential`-like stack of linear, convolution, batch-norm,
 //!   activation and pooling layers from a builder, as a ready [`Model`] ([`Sequential`]).
 //! - [`batching`]: the memory format and task chunking of convolutional passes (speed only).
@@ -22,7 +23,10 @@
 //!   representation) and LibMTL's architectures on any backbone: hard sharing, MMoE, CGC,
 //!   PLE, cross-stitch, MTAN, DSelect-k.
 //! - [`optim`]: Adam, AdamW and SGD over [`Params`] with savable state (exact resume).
-//! - [`TaskLoss`]: per-task losses and accuracies of task-stacked predictions.
+//! - [`TaskLoss`]: per-task losses and accuracies of task-stacked predictions, dense ones
+//!   included ([`dense_loss`]: segmentation with ignored pixels, depth, surface normals);
+//!   [`metrics`]: the metrics of each kind of task over a whole split (mIoU, depth and
+//!   normal errors, ...) and whether each improves upwards or downwards.
 //! - [`torchscript`]: TorchScript models exported with their parameters as inputs
 //!   ([`torchscript::ScriptModel`]), fast weights and second order included.
 //! - [`gradcheck`]: finite-difference gradient checks.
@@ -64,18 +68,22 @@ pub mod batching;
 pub mod classifier;
 pub mod conv4;
 mod conv_net;
+pub mod dense_head;
+pub mod dense_loss;
 pub mod error;
 pub mod functional;
 pub mod gradcheck;
 pub mod head;
 mod layers;
 pub mod loss;
+pub mod metrics;
 pub mod mlp;
 pub mod model;
 pub mod multitask;
 pub mod optim;
 pub mod params;
 pub mod resnet12;
+pub mod segnet;
 pub mod sequential;
 pub mod staged;
 pub mod torchscript;

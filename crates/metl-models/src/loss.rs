@@ -1,5 +1,6 @@
 //! Task losses, computed per task for task-stacked predictions.
 
+use crate::dense_loss;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Reduction, Tensor};
 
@@ -15,7 +16,29 @@ pub enum TaskLoss {
     /// `mean(−y log σ(ŷ) − (1 − y) log(1 − σ(ŷ)))`, for yes/no attributes (CelebA's 40, as
     /// Nash-MTL and FAMO train them).
     BinaryCrossEntropy,
+    /// Pixel-wise cross-entropy of logits `[B, C, H, W]` against classes `[B, H, W]`, pixels
+    /// labelled −1 ignored ([`dense_loss::segmentation_cross_entropy`]).
+    SegmentationCrossEntropy,
+    /// Mean absolute depth error over the pixels with a (non-zero) target
+    /// ([`dense_loss::depth_l1`]).
+    DepthL1,
+    /// One minus the mean cosine of normalised predicted and target surface normals over
+    /// the pixels with a target ([`dense_loss::normal_cosine`]).
+    NormalCosine,
 }
+
+/// Names and one-line descriptions of the task losses, for `metl list`.
+pub const TASK_LOSSES: &[(&str, &str)] = &[
+    ("mse", "mean squared error (regression tasks)"),
+    ("cross_entropy", "cross-entropy of logits against class indices (classification tasks)"),
+    (
+        "binary_cross_entropy",
+        "binary cross-entropy of one logit against 0/1 (yes/no attributes, e.g. CelebA)",
+    ),
+    ("segmentation_cross_entropy", "pixel-wise cross-entropy, label −1 ignored (semantic segmentation)"),
+    ("depth_l1", "mean absolute error over pixels with a non-zero depth (MTAN, LibMTL)"),
+    ("normal_cosine", "1 − mean cosine of unit normals over pixels with a normal (MTAN, LibMTL)"),
+];
 
 impl TaskLoss {
     /// The mean loss of a batch: `prediction` `[B, ...]` against `target`.
@@ -26,6 +49,9 @@ impl TaskLoss {
             TaskLoss::BinaryCrossEntropy => {
                 prediction.binary_cross_entropy_with_logits::<Tensor>(target, None, None, Reduction::Mean)
             }
+            TaskLoss::SegmentationCrossEntropy => dense_loss::segmentation_cross_entropy(prediction, target),
+            TaskLoss::DepthL1 => dense_loss::depth_l1(prediction, target),
+            TaskLoss::NormalCosine => dense_loss::normal_cosine(prediction, target),
         }
     }
 
@@ -40,6 +66,11 @@ impl TaskLoss {
                 .binary_cross_entropy_with_logits::<Tensor>(target, None, None, Reduction::None)
                 .reshape([tasks, -1])
                 .mean_dim(1, false, None::<Kind>),
+            TaskLoss::SegmentationCrossEntropy | TaskLoss::DepthL1 | TaskLoss::NormalCosine => {
+                let losses: Vec<Tensor> =
+                    (0..tasks).map(|i| self.loss(&prediction.select(0, i), &target.select(0, i))).collect();
+                Tensor::stack(&losses, 0)
+            }
             TaskLoss::CrossEntropy => {
                 let classes = *prediction.size().last().expect("logits have a class dimension");
                 let flat = prediction.reshape([-1, classes]);
@@ -51,10 +82,14 @@ impl TaskLoss {
     }
 
     /// Per-task accuracy `[T]` for classification (fraction of argmax hits) and binary
-    /// tasks (fraction of `(ŷ > 0) = y`); `None` for regression.
+    /// tasks (fraction of `(ŷ > 0) = y`); `None` for regression and dense tasks (see
+    /// [`crate::metrics`]).
     pub fn per_task_accuracy(self, prediction: &Tensor, target: &Tensor) -> Option<Tensor> {
         match self {
-            TaskLoss::Mse => None,
+            TaskLoss::Mse
+            | TaskLoss::SegmentationCrossEntropy
+            | TaskLoss::DepthL1
+            | TaskLoss::NormalCosine => None,
             TaskLoss::BinaryCrossEntropy => {
                 let hits = prediction.gt(0.0).eq_tensor(&target.gt(0.5)).to_kind(Kind::Float);
                 Some(hits.reshape([prediction.size()[0], -1]).mean_dim(1, false, None::<Kind>))
@@ -132,8 +167,12 @@ pub trait Loss: Send + Sync {
 impl Loss for TaskLoss {
     fn targets(&self) -> Targets {
         match self {
-            TaskLoss::Mse | TaskLoss::BinaryCrossEntropy => Targets::Values,
+            TaskLoss::Mse | TaskLoss::BinaryCrossEntropy | TaskLoss::DepthL1 | TaskLoss::NormalCosine => {
+                Targets::Values
+            }
             TaskLoss::CrossEntropy => Targets::Classes,
+            // −1 marks ignored pixels: not class indices by `Targets::Classes`' rule.
+            TaskLoss::SegmentationCrossEntropy => Targets::Any,
         }
     }
 
@@ -229,8 +268,8 @@ mod tests {
         let bce = TaskLoss::BinaryCrossEntropy;
         assert!((bce.per_task(&logits, &y).double_value(&[0]) - want).abs() < 1e-12);
         assert!((bce.loss(&logits.get(0), &y.get(0)).double_value(&[]) - want).abs() < 1e-12);
-        // (0 > 0) = false ≠ 1, 2 > 0 ≠ 0, −1 > 0 = false = 0: one hit in three.
+        // (0 > 0) = false ≠ 1, 2 > 0 ≠ 0, −1 > 0 = false = 0: one hit in three (float32).
         let accuracy = bce.per_task_accuracy(&logits, &y).unwrap().double_value(&[0]);
-        assert!((accuracy - 1.0 / 3.0).abs() < 1e-12);
+        assert!((accuracy - 1.0 / 3.0).abs() < 1e-7, "{accuracy}");
     }
 }

@@ -11,6 +11,12 @@
 //!   `−100 · mean_k rₖ` over all metrics of all tasks at once; **lower is better**.
 //!
 //! With one metric per task the two are each other's negatives.
+//!
+//! The sign of every metric metl reports comes from its definition
+//! ([`metl_models::metrics::METRICS`]) through [`better`] and [`Metric::named`]: higher is
+//! better for accuracy, mIoU, pixel accuracy and the within-t° fractions of normals; lower
+//! for error, MSE/MAE, depth abs/rel error and the mean/median normal angle — LibMTL's
+//! NYUv2 weights `segmentation: [1, 1], depth: [0, 0], normal: [0, 0, 1, 1, 1]`.
 
 use crate::error::{MtlError, Result};
 use serde::{Deserialize, Serialize};
@@ -36,7 +42,28 @@ pub struct Metric {
     pub better: Better,
 }
 
+/// Which way metric `name` (one of [`metl_models::metrics::METRICS`]) improves.
+pub fn better(name: &str) -> Option<Better> {
+    metl_models::metrics::metric_info(name).map(|m| {
+        if m.higher_is_better {
+            Better::Higher
+        } else {
+            Better::Lower
+        }
+    })
+}
+
 impl Metric {
+    /// The metric `name` of metl's metrics with the model's value and the baseline's; its
+    /// direction from [`better`] (an error for a name metl does not define).
+    pub fn named(name: &str, value: f64, baseline: f64) -> Result<Self> {
+        let better = better(name).ok_or_else(|| {
+            let known: Vec<&str> = metl_models::metrics::METRICS.iter().map(|m| m.name).collect();
+            MtlError::invalid("delta_m metric", name, format!("one of {}", known.join(", ")))
+        })?;
+        Ok(Self { value, baseline, better })
+    }
+
     /// `sₖ (M − B) / B`, checked: the baseline must be finite and non-zero.
     pub fn relative_improvement(&self, task: usize) -> Result<f64> {
         if !self.baseline.is_finite() || self.baseline == 0.0 || !self.value.is_finite() {
@@ -118,6 +145,37 @@ mod tests {
         // (+25 % − 25 % + 0)/3 = 0.
         assert!(libmtl.abs() < 1e-12);
         assert!((delta_m_flat(&tasks).unwrap() + libmtl).abs() < 1e-12);
+    }
+
+    #[test]
+    fn dense_metrics_take_libmtl_signs() {
+        // LibMTL's examples/nyu: weight 1 = higher is better.
+        let nyu = [
+            ("miou", Better::Higher),
+            ("pixel_accuracy", Better::Higher),
+            ("abs_error", Better::Lower),
+            ("rel_error", Better::Lower),
+            ("mean_angle", Better::Lower),
+            ("median_angle", Better::Lower),
+            ("within_11.25", Better::Higher),
+            ("within_22.5", Better::Higher),
+            ("within_30", Better::Higher),
+            ("error", Better::Lower),
+            ("accuracy", Better::Higher),
+        ];
+        for (name, want) in nyu {
+            assert_eq!(better(name), Some(want), "{name}");
+        }
+        // Segmentation mIoU 0.40 → 0.42 (+5 %), depth abs error 0.50 → 0.55 (−10 %),
+        // normal median 20° → 18° (+10 %): LibMTL (5 − 10 + 10)/3 = 5/3 %.
+        let tasks = vec![
+            vec![Metric::named("miou", 0.42, 0.40).unwrap()],
+            vec![Metric::named("abs_error", 0.55, 0.50).unwrap()],
+            vec![Metric::named("median_angle", 18.0, 20.0).unwrap()],
+        ];
+        assert!((delta_m_libmtl(&tasks).unwrap() - 5.0 / 3.0).abs() < 1e-9);
+        let err = Metric::named("iou", 1.0, 1.0).unwrap_err().to_string();
+        assert!(err.contains("iou") && err.contains("miou"), "{err}");
     }
 
     #[test]

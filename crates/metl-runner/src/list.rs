@@ -37,6 +37,19 @@ pub fn run() -> anyhow::Result<()> {
         .map(|s| Ok((s.name.to_string(), format!("{} (needs {})", s.description, s.needs_description()?))))
         .collect::<Result<Vec<(String, String)>, metl_mtl::MtlError>>()?;
     section("multi-task weighting strategies", "[mtl] strategy = { name = \"<name>\" }", &strategies);
+    section(
+        "task losses (chosen by each task's kind)",
+        "data: regression, classification, binary, segmentation, depth, normals",
+        &rows(metl_models::loss::TASK_LOSSES),
+    );
+    let metrics: Vec<(String, String)> = metl_models::metrics::METRICS
+        .iter()
+        .map(|m| {
+            let direction = if m.higher_is_better { "higher is better" } else { "lower is better" };
+            (m.name.to_owned(), format!("{} — {direction} in Δm", m.description))
+        })
+        .collect();
+    section("task metrics (in eval.json, per task)", "tasks[].metrics", &metrics);
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use metl_models::{
     conv4::{Conv4, Conv4Config},
     mlp::{Mlp, MlpConfig},
     resnet12::{ResNet12, ResNet12Config},
+    segnet::{SegNet, SegNetConfig},
     Mode, Model, Params, StagedModel,
 };
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,8 @@ pub enum BackboneConfig {
     Conv4(Conv4Config),
     /// ResNet-12 (`[model.resnet12]`).
     Resnet12(ResNet12Config),
+    /// The SegNet encoder-decoder of MTAN for dense prediction (`[model.segnet]`).
+    Segnet(SegNetConfig),
 }
 
 /// Names and one-line descriptions of the backbones, for `metl list`.
@@ -27,6 +30,10 @@ pub const BACKBONES: &[(&str, &str)] = &[
     ("mlp", "multi-layer perceptron, configurable widths and activation"),
     ("conv4", "4 × [3×3 conv, batch norm, ReLU, 2×2 max-pool] (Vinyals et al. 2016; MAML's strided variant)"),
     ("resnet12", "ResNet-12, the few-shot standard (Oreshkin et al. 2018; Lee et al. 2019)"),
+    (
+        "segnet",
+        "SegNet encoder-decoder, per-pixel features for dense heads (Badrinarayanan et al. 2017; MTAN, Liu et al. 2019)",
+    ),
 ];
 
 impl BackboneConfig {
@@ -36,6 +43,7 @@ impl BackboneConfig {
             BackboneConfig::Mlp(_) => "mlp",
             BackboneConfig::Conv4(_) => "conv4",
             BackboneConfig::Resnet12(_) => "resnet12",
+            BackboneConfig::Segnet(_) => "segnet",
         }
     }
 
@@ -45,6 +53,7 @@ impl BackboneConfig {
             BackboneConfig::Mlp(c) => Backbone::Mlp(c.build()?),
             BackboneConfig::Conv4(c) => Backbone::Conv4(c.build()?),
             BackboneConfig::Resnet12(c) => Backbone::ResNet12(c.build()?),
+            BackboneConfig::Segnet(c) => Backbone::SegNet(c.build()?),
         })
     }
 }
@@ -58,6 +67,8 @@ pub enum Backbone {
     Conv4(Conv4),
     /// See [`ResNet12`].
     ResNet12(ResNet12),
+    /// See [`SegNet`].
+    SegNet(SegNet),
 }
 
 macro_rules! delegate {
@@ -66,6 +77,7 @@ macro_rules! delegate {
             Backbone::Mlp($m) => $e,
             Backbone::Conv4($m) => $e,
             Backbone::ResNet12($m) => $e,
+            Backbone::SegNet($m) => $e,
         }
     };
 }

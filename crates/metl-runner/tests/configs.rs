@@ -110,6 +110,15 @@ fn fixture_overrides(text: &str, fixtures: &Path) -> Vec<String> {
         }
         set.push(format!("data.celeba.root={}", quoted(&root)));
     }
+    if text.contains("[data.nyuv2]") {
+        let root = fixtures.join("nyuv2");
+        if !root.exists() {
+            fixtures::write_nyuv2(&root, 4, 2, [32, 64], 0).unwrap();
+        }
+        set.push(format!("data.nyuv2.root={}", quoted(&root)));
+        // A narrow SegNet: the short run checks the pipeline, not the paper's network.
+        set.push("model.segnet.widths=[4, 4, 4, 4, 4]".into());
+    }
     set
 }
 

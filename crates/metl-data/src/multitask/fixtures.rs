@@ -132,3 +132,45 @@ pub fn write_celeba(dir: &Path, n: usize, seed: u64) -> Result<()> {
     write_file(&dir.join("list_attr_celeba.txt"), attributes.as_bytes())?;
     write_file(&dir.join("list_eval_partition.txt"), partition.as_bytes())
 }
+
+/// Writes a preprocessed NYUv2 (MTAN's layout) into `dir`: `train/` with `train` samples
+/// and `val/` with `val` samples, each `image/`, `label/`, `depth/`, `normal/` holding
+/// `0.npy`, `1.npy`, ... as `np.save` writes them — images `[h, w, 3]`, labels `[h, w]`
+/// (classes 0..12 as floats, −1 on about a tenth of the pixels), depth `[h, w, 1]` (0 on
+/// about a tenth), normals `[h, w, 3]` (unit vectors, zero on about a tenth), all float32.
+/// The tasks follow the image: the label is the first channel's level in 13 steps, the
+/// depth 5 × the second channel, the normal leans with the third, so a network can learn them.
+pub fn write_nyuv2(dir: &Path, train: usize, val: usize, size: [usize; 2], seed: u64) -> Result<()> {
+    use super::npy::encode_npy;
+    use tch::Tensor;
+    let [h, w] = size;
+    let mut rng = substream(seed, 0x4e59_5532);
+    for (split, n) in [("train", train), ("val", val)] {
+        for i in 0..n {
+            let mut image = Vec::with_capacity(h * w * 3);
+            let (mut label, mut depth, mut normal) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..h * w {
+                let rgb: [f32; 3] = std::array::from_fn(|_| rng.gen_range(0.0..1.0));
+                image.extend_from_slice(&rgb);
+                let class = (rgb[0] * 12.999) as i64;
+                label.push(if rng.gen_bool(0.1) { -1.0 } else { class as f32 });
+                depth.push(if rng.gen_bool(0.1) { 0.0 } else { 5.0 * rgb[1] + 0.1 });
+                let (x, z) = (rgb[2] - 0.5, 1.0f32);
+                let norm = (x * x + z * z).sqrt();
+                let n = if rng.gen_bool(0.1) { [0.0; 3] } else { [x / norm, 0.0, z / norm] };
+                normal.extend_from_slice(&n);
+            }
+            let (h, w) = (h as i64, w as i64);
+            let arrays = [
+                ("image", Tensor::from_slice(&image).view([h, w, 3])),
+                ("label", Tensor::from_slice(&label).view([h, w])),
+                ("depth", Tensor::from_slice(&depth).view([h, w, 1])),
+                ("normal", Tensor::from_slice(&normal).view([h, w, 3])),
+            ];
+            for (folder, array) in arrays {
+                write_file(&dir.join(split).join(folder).join(format!("{i}.npy")), &encode_npy(&array)?)?;
+            }
+        }
+    }
+    Ok(())
+}

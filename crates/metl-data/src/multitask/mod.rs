@@ -13,7 +13,7 @@
 //!
 //! Datasets: [`SyntheticRegression`] (GradNorm's toy problem), [`Omniglot50`] (one task per
 //! alphabet), [`MultiMnist`] (two overlapping digits or clothing items), [`Celeba`] (40
-//! binary face attributes), and your own
+//! binary face attributes), [`Nyuv2`] (segmentation, depth and surface normals), and your own
 //! tabular or image data from a CSV file ([`CsvDataset`]). [`fixtures`] writes tiny
 //! datasets in each on-disk layout.
 
@@ -27,6 +27,8 @@ pub mod idx;
 mod loader;
 #[cfg(feature = "images")]
 mod multi_mnist;
+pub mod npy;
+mod nyuv2;
 #[cfg(feature = "images")]
 mod omniglot50;
 mod synthetic;
@@ -37,6 +39,7 @@ pub use csv::{CsvConfig, CsvDataset, CsvImage, CsvTask, CsvTaskKind};
 pub use loader::MultiTaskLoader;
 #[cfg(feature = "images")]
 pub use multi_mnist::{compose as compose_multi_mnist, DigitSource, MultiMnist, MultiMnistConfig};
+pub use nyuv2::{Nyuv2, Nyuv2Config, NYUV2_CLASSES};
 #[cfg(feature = "images")]
 pub use omniglot50::{Omniglot50, Omniglot50Config};
 pub use synthetic::{SyntheticRegression, SyntheticRegressionConfig};
@@ -64,6 +67,18 @@ pub enum TaskKind {
     /// A yes/no attribute; targets are `Float` `[N, 1]` holding 0 or 1, the head outputs
     /// one logit.
     Binary,
+    /// Per-pixel classes (semantic segmentation); targets are `Int64` `[N, H, W]`, `-1`
+    /// marking pixels without a label; the head outputs `[N, classes, H, W]` logits.
+    Segmentation {
+        /// The number of classes.
+        classes: usize,
+    },
+    /// Per-pixel depth; targets are `Float` `[N, 1, H, W]`, `0` marking pixels without a
+    /// measurement.
+    Depth,
+    /// Per-pixel unit surface normals; targets are `Float` `[N, 3, H, W]`, the zero vector
+    /// marking pixels without one.
+    SurfaceNormals,
 }
 
 impl TaskKind {
@@ -72,8 +87,15 @@ impl TaskKind {
         match *self {
             TaskKind::Classification { classes } => classes,
             TaskKind::Regression { dims } => dims,
-            TaskKind::Binary => 1,
+            TaskKind::Binary | TaskKind::Depth => 1,
+            TaskKind::Segmentation { classes } => classes,
+            TaskKind::SurfaceNormals => 3,
         }
+    }
+
+    /// Whether the task predicts a map of the input image (one output per pixel).
+    pub fn is_dense(&self) -> bool {
+        matches!(self, TaskKind::Segmentation { .. } | TaskKind::Depth | TaskKind::SurfaceNormals)
     }
 }
 

@@ -12,8 +12,8 @@ use metl_data::{
     image::{ClassImages, Preprocess, ResizeFilter},
     image_folder::{ImageFolder, ImageFolderConfig},
     multitask::{
-        Celeba, CelebaConfig, CsvConfig, CsvDataset, MultiMnist, MultiMnistConfig, Omniglot50,
-        Omniglot50Config, SyntheticRegression, SyntheticRegressionConfig,
+        Celeba, CelebaConfig, CsvConfig, CsvDataset, MultiMnist, MultiMnistConfig, Nyuv2, Nyuv2Config,
+        Omniglot50, Omniglot50Config, SyntheticRegression, SyntheticRegressionConfig,
     },
     omniglot::{omniglot_dir, OmniglotSplits},
     rng::substream,
@@ -63,6 +63,9 @@ pub enum DataConfig {
     MultiMnist(MultiMnistConfig),
     /// CelebA's 40 binary face attributes (Liu et al. 2015), for multi-task learning.
     Celeba(CelebaConfig),
+    /// NYUv2's segmentation, depth and surface normals in MTAN's preprocessed form (Liu et
+    /// al. 2019), for multi-task learning.
+    Nyuv2(Nyuv2Config),
 }
 
 /// Names and one-line descriptions of the data sources, for `metl list`.
@@ -95,6 +98,11 @@ pub const DATASETS: &[(&str, &str, &str)] = &[
         "MultiMNIST / Multi-Fashion(+MNIST): classify both overlapping items (Sener & Koltun 2018; Lin et al. 2019)",
     ),
     ("celeba", "mtl", "CelebA: 40 binary face attributes, official partition, 64×64 (Liu et al. 2015)"),
+    (
+        "nyuv2",
+        "mtl",
+        "NYUv2: 13-class segmentation, depth, surface normals at 288×384, MTAN's .npy files (Liu et al. 2019)",
+    ),
 ];
 
 fn default_image_size() -> usize {
@@ -320,6 +328,8 @@ impl DataConfig {
             DataConfig::MultiMnist(c) => {
                 InputSpec { shape: vec![1, c.image_size as i64, c.image_size as i64], preprocess: None }
             }
+            // The image size is that of the files.
+            DataConfig::Nyuv2(_) => InputSpec { shape: Vec::new(), preprocess: None },
             DataConfig::Celeba(c) => {
                 let [h, w] = c.image_size;
                 InputSpec {
@@ -379,6 +389,7 @@ pub fn name_of(config: &DataConfig) -> &'static str {
         DataConfig::Csv(_) => "csv",
         DataConfig::MultiMnist(_) => "multi_mnist",
         DataConfig::Celeba(_) => "celeba",
+        DataConfig::Nyuv2(_) => "nyuv2",
     }
 }
 
@@ -400,6 +411,7 @@ pub fn load_multitask(config: &DataConfig) -> anyhow::Result<Arc<dyn MultiTaskDa
         DataConfig::Csv(c) => Ok(Arc::new(CsvDataset::load(c).map_err(bad_input)?)),
         DataConfig::MultiMnist(c) => Ok(Arc::new(MultiMnist::load(c.clone()).map_err(bad_input)?)),
         DataConfig::Celeba(c) => Ok(Arc::new(Celeba::load(c).map_err(bad_input)?)),
+        DataConfig::Nyuv2(c) => Ok(Arc::new(Nyuv2::load(c).map_err(bad_input)?)),
         other => {
             Err(bad_input(format!("data.{}: not a multi-task dataset (see `metl list`)", name_of(other))))
         }

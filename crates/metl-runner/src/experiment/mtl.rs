@@ -15,6 +15,7 @@ use crate::{
 };
 use metl_data::multitask::{TaskInfo, TaskKind};
 use metl_models::{
+    dense_head::DenseHead,
     head::LinearHead,
     multitask::{
         Cgc, CgcConfig, CrossStitch, CrossStitchConfig, DSelectK, DSelectKConfig, HardSharing, Mmoe,
@@ -101,7 +102,8 @@ impl MtlConfig {
             | DataConfig::SyntheticRegression(_)
             | DataConfig::Csv(_)
             | DataConfig::MultiMnist(_)
-            | DataConfig::Celeba(_) => Ok(()),
+            | DataConfig::Celeba(_)
+            | DataConfig::Nyuv2(_) => Ok(()),
             other => Err(bad_input(format!(
                 "data.{}: multi-task learning needs a multi-task dataset (see `metl list`)",
                 name_of(other)
@@ -111,12 +113,16 @@ impl MtlConfig {
 }
 
 /// The loss of a task: cross-entropy for classification, MSE for regression, binary
-/// cross-entropy for yes/no attributes.
+/// cross-entropy for yes/no attributes, and MTAN's losses for dense tasks (pixel-wise
+/// cross-entropy ignoring −1, L1 depth error and cosine normal loss over valid pixels).
 pub fn task_loss(task: &TaskInfo) -> TaskLoss {
     match task.kind {
         TaskKind::Classification { .. } => TaskLoss::CrossEntropy,
         TaskKind::Regression { .. } => TaskLoss::Mse,
         TaskKind::Binary => TaskLoss::BinaryCrossEntropy,
+        TaskKind::Segmentation { .. } => TaskLoss::SegmentationCrossEntropy,
+        TaskKind::Depth => TaskLoss::DepthL1,
+        TaskKind::SurfaceNormals => TaskLoss::NormalCosine,
     }
 }
 
@@ -184,6 +190,9 @@ pub fn build_model(
     let output = backbone
         .output_shape(input_shape)
         .map_err(|e| anyhow::anyhow!("model: {e} (the dataset's inputs are {input_shape:?})"))?;
+    if tasks.iter().any(|t| t.kind.is_dense()) {
+        return dense_model(architecture, backbone, tasks, input_shape, &output);
+    }
     let features = match architecture {
         ArchitectureConfig::CrossStitch(_) | ArchitectureConfig::Mtan(_) | ArchitectureConfig::Ple(_) => {
             output.iter().product()
@@ -204,4 +213,36 @@ pub fn build_model(
         ArchitectureConfig::DselectK(c) => Box::new(DSelectK::new(&backbone, heads, input_shape, *c)?),
     };
     Ok(AnyMultiTask(model))
+}
+
+/// Hard sharing with a per-pixel head ([`DenseHead`]) per task on the backbone's feature map,
+/// for dense tasks (NYUv2): MTAN's "split" network when the backbone is SegNet.
+fn dense_model(
+    architecture: &ArchitectureConfig,
+    backbone: Backbone,
+    tasks: &[TaskInfo],
+    input_shape: &[i64],
+    output: &[i64],
+) -> anyhow::Result<AnyMultiTask> {
+    if *architecture != ArchitectureConfig::HardSharing {
+        anyhow::bail!(
+            "mtl.architecture = {architecture:?}: dense tasks (segmentation, depth, normals) run with \
+             hard_sharing (a per-pixel head per task on the shared feature map)"
+        );
+    }
+    if let Some(t) = tasks.iter().find(|t| !t.kind.is_dense()) {
+        anyhow::bail!("task {}: a per-image task among per-pixel tasks is not supported", t.name);
+    }
+    let channels = match (output, input_shape) {
+        ([c, h, w], [_, ih, iw]) if (h, w) == (ih, iw) => *c,
+        _ => anyhow::bail!(
+            "model: the backbone gives {output:?} for inputs {input_shape:?}; dense tasks need a feature map \
+             at the input's resolution ([model.segnet])"
+        ),
+    };
+    let heads = tasks
+        .iter()
+        .map(|t| DenseHead::new(channels, t.kind.output_dim() as i64))
+        .collect::<metl_models::error::Result<Vec<_>>>()?;
+    Ok(AnyMultiTask(Box::new(HardSharing::new(backbone, heads))))
 }

@@ -19,17 +19,18 @@ use crate::{
 };
 use anyhow::Context;
 use metl_data::{
-    multitask::{MultiTaskLoader, TaskInfo, TaskKind},
+    multitask::{MultiTaskLoader, TaskInfo},
     MultiTaskDataset, Split,
 };
 use metl_models::{
+    metrics::TaskMetrics as MetricSums,
     multitask::split_by_task,
     optim::{Adam, AdamConfig, Optimizer},
     MultiTaskModel, Params,
 };
 use metl_mtl::{MtlError, MtlStep, Setup};
 use serde::Serialize;
-use std::{sync::Arc, time::Instant};
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
 use tch::{nn, Device, Kind, Tensor};
 
 /// Everything built from the configuration before the run folder exists.
@@ -90,6 +91,9 @@ pub struct TaskMetrics {
     pub accuracy: Option<f64>,
     /// Error rate `1 − accuracy` in percent (classification tasks).
     pub error_percent: Option<f64>,
+    /// Every metric of the task over the split (`metl_models::metrics`: accuracy and error,
+    /// MSE and MAE, mIoU and pixel accuracy, depth and normal errors), by name.
+    pub metrics: BTreeMap<String, f64>,
     /// Labelled samples.
     pub samples: usize,
 }
@@ -120,39 +124,56 @@ pub fn evaluate(
 ) -> anyhow::Result<Vec<TaskMetrics>> {
     let mut loader = MultiTaskLoader::new(&*setup.dataset, split, batch_size, None)?;
     let t = setup.tasks.len();
-    let (mut loss_sum, mut hit_sum, mut counts) = (vec![0.0; t], vec![0.0; t], vec![0usize; t]);
+    let losses: Vec<metl_models::TaskLoss> = setup.tasks.iter().map(task_loss).collect();
+    let mut sums: Vec<MetricSums> = losses.iter().map(|&l| MetricSums::new(l)).collect();
+    let (mut loss_sum, mut counts) = (vec![0.0; t], vec![0usize; t]);
     for _ in 0..loader.batches_per_epoch() {
         let batch = loader.next_batch(device)?;
         let per_task = Vec::<i64>::try_from(
             batch.mask.sum_dim_intlist(0i64, false, Kind::Int64).to_device(Device::Cpu),
         )?;
-        let (losses, accuracies) = setup.step.evaluate(&batch)?;
-        for task in 0..t {
-            let n = per_task[task] as usize;
-            if n == 0 {
-                continue;
+        tch::no_grad(|| -> anyhow::Result<()> {
+            let outputs = setup.step.model().forward(setup.step.params(), &batch.inputs, false);
+            let values = metl_mtl::trainer::task_losses(&batch, &outputs, &losses)?;
+            for task in 0..t {
+                let (n, Some(loss)) = (per_task[task] as usize, &values[task]) else { continue };
+                loss_sum[task] += loss.double_value(&[]) * n as f64;
+                counts[task] += n;
+                let (prediction, target) = batch.labelled(task, &outputs[task])?;
+                sums[task].update(&prediction, &target)?;
             }
-            loss_sum[task] += losses[task] * n as f64;
-            hit_sum[task] += accuracies[task].unwrap_or(0.0) * n as f64;
-            counts[task] += n;
-        }
+            Ok(())
+        })?;
     }
-    Ok(setup
+    setup
         .tasks
         .iter()
+        .zip(&sums)
         .enumerate()
-        .map(|(task, info)| {
-            let n = counts[task].max(1) as f64;
-            let accuracy = matches!(info.kind, TaskKind::Classification { .. }).then(|| hit_sum[task] / n);
-            TaskMetrics {
+        .map(|(task, (info, sums))| {
+            let metrics: BTreeMap<String, f64> =
+                sums.values()?.into_iter().map(|(name, v)| (name.to_owned(), v)).collect();
+            let accuracy = metrics.get("accuracy").copied();
+            Ok(TaskMetrics {
                 task: info.name.clone(),
-                loss: loss_sum[task] / n,
+                loss: loss_sum[task] / counts[task].max(1) as f64,
                 accuracy,
                 error_percent: accuracy.map(|a| 100.0 * (1.0 - a)),
+                metrics,
                 samples: counts[task],
-            }
+            })
         })
-        .collect())
+        .collect()
+}
+
+/// The evaluation batch size: at least 256 samples, but the training batch size for dense
+/// tasks (whole images through an encoder-decoder).
+fn eval_batch_size(setup: &MtlSetup, train_batch: usize) -> usize {
+    if setup.tasks.iter().any(|t| t.kind.is_dense()) {
+        train_batch
+    } else {
+        train_batch.max(256)
+    }
 }
 
 fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
@@ -247,7 +268,7 @@ fn evaluation(
     exp: &Experiment,
     device: Device,
 ) -> anyhow::Result<MtlEvaluation> {
-    let tasks = evaluate(setup, split, exp.train.batch_size.max(256), device)?;
+    let tasks = evaluate(setup, split, eval_batch_size(setup, exp.train.batch_size), device)?;
     let (mean_loss, mean_error_percent) = summary(&tasks);
     Ok(MtlEvaluation {
         split: split.to_string(),
@@ -278,7 +299,11 @@ pub fn report(run: &RunDir, evaluation: &MtlEvaluation) -> anyhow::Result<()> {
     for t in &evaluation.tasks {
         match t.error_percent {
             Some(e) => println!("  {:<40} error {e:6.2} %  loss {:.4}", t.task, t.loss),
-            None => println!("  {:<40} loss {:.6}", t.task, t.loss),
+            None => {
+                let metrics: Vec<String> =
+                    t.metrics.iter().map(|(name, v)| format!("{name} {v:.4}")).collect();
+                println!("  {:<40} loss {:.6}  {}", t.task, t.loss, metrics.join("  "))
+            }
         }
     }
     Ok(())
@@ -479,7 +504,7 @@ pub fn train(ctx: &mut RunContext<'_>, mut setup: MtlSetup) -> anyhow::Result<()
                 values.push(("grad_conflicts".into(), conflicts));
             }
             if validate {
-                let val = evaluate(&setup, Split::Val, cfg.batch_size.max(256), device)?;
+                let val = evaluate(&setup, Split::Val, eval_batch_size(&setup, cfg.batch_size), device)?;
                 let (val_loss, val_error) = summary(&val);
                 values.push(("val_loss".into(), val_loss));
                 if let Some(e) = val_error {

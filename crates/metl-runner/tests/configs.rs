@@ -47,11 +47,12 @@ fn short(config: &str) -> Vec<String> {
 }
 
 /// The few-shot benchmarks' sections and the fixture folder each reads.
-const FEW_SHOT: [(&str, &str); 4] = [
+const FEW_SHOT: [(&str, &str); 5] = [
     ("[data.cifar_fs]", "cifar100"),
     ("[data.fc100]", "cifar100"),
     ("[data.mini_imagenet]", "mini_imagenet"),
     ("[data.cub]", "cub"),
+    ("[data.tiered_imagenet]", "tiered_imagenet"),
 ];
 
 /// Writes the fixture `name` of a few-shot benchmark into `dir/name` (once) and returns
@@ -66,6 +67,7 @@ fn few_shot_fixture(dir: &Path, name: &str) -> PathBuf {
             "mini_imagenet" => fixtures::write_mini_imagenet_pickles(&folder, 5, 16),
             // 20 classes: 10 / 5 / 5 under Chen et al.'s rule.
             "cub" => fixtures::write_cub(&folder, 20, 16).map(drop),
+            "tiered_imagenet" => fixtures::write_tiered_imagenet(&folder, 5, 16),
             other => unreachable!("no fixture {other}"),
         }
         .unwrap();

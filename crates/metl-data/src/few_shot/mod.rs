@@ -4,7 +4,7 @@
 //! | dataset | source | classes train / val / test | images |
 //! | --- | --- | --- | --- |
 //! | [`MiniImagenet`] | the `mini-imagenet-cache-*.pkl` pickles, or `{train,val,test}/<wnid>/` folders | 64 / 16 / 20 (Ravi & Larochelle 2017) | 84×84 |
-//! | `TieredImagenet` (in progress) | Ren et al.'s `*_images_png.pkl` + `*_labels.pkl` | 351 / 97 / 160 (20 / 6 / 8 categories) | 84×84 |
+//! | [`TieredImagenet`] | Ren et al.'s `*_images_png.pkl` + `*_labels.pkl` | 351 / 97 / 160 (20 / 6 / 8 categories) | 84×84 |
 //! | [`Cifar100`], CIFAR-FS protocol | CIFAR-100's python pickles | 64 / 16 / 20 (Bertinetto et al. 2019) | 32×32 |
 //! | [`Cifar100`], FC100 protocol | CIFAR-100's python pickles | 60 / 20 / 20 (12 / 4 / 4 superclasses, Oreshkin et al. 2018) | 32×32 |
 //! | [`Cub`] | the `CUB_200_2011` folder | 100 / 50 / 50 (Chen et al. 2019) | resized to 84×84 |
@@ -25,10 +25,12 @@ mod cifar;
 mod cub;
 pub mod fixtures;
 mod mini_imagenet;
+mod tiered_imagenet;
 
 pub use cifar::{Cifar100, Cifar100Protocol};
 pub use cub::Cub;
 pub use mini_imagenet::MiniImagenet;
+pub use tiered_imagenet::TieredImagenet;
 
 use crate::{
     error::{DataError, Result},

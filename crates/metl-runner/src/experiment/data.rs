@@ -52,6 +52,9 @@ pub enum DataConfig {
     /// CUB-200-2011: 200 bird species split 100 / 50 / 50 (Chen et al. 2019), for
     /// meta-learning.
     Cub(FewShotData),
+    /// tieredImageNet: 608 ImageNet classes split by category 351 / 97 / 160 (Ren et al.
+    /// 2018), for meta-learning.
+    TieredImagenet(FewShotData),
     /// miniImageNet: 100 ImageNet classes split 64 / 16 / 20 (Ravi & Larochelle 2017),
     /// for meta-learning.
     MiniImagenet(FewShotData),
@@ -73,10 +76,31 @@ pub const DATASETS: &[(&str, &str, &str)] = &[
     ("sinusoid", "meta", "sinusoid regression, A ~ U[0.1, 5], φ ~ U[0, π], x ~ U[-5, 5] (Finn et al. 2017)"),
     ("omniglot", "meta", "Omniglot episodes under the lake / maml / vinyals class split (Lake et al. 2015)"),
     ("image_folder", "meta", "episodes from your own folder of class folders of PNG/JPEG images"),
-    ("cifar_fs", "meta", "CIFAR-FS: CIFAR-100 classes split 64/16/20, 32×32 (Bertinetto et al. 2019)"),
-    ("fc100", "meta", "FC100: CIFAR-100 superclasses split 12/4/4, 60/20/20 classes (Oreshkin et al. 2018)"),
-    ("cub", "meta", "CUB-200-2011: 200 bird species split 100/50/50 by class index, resized to 84×84 (Chen et al. 2019)"),
-    ("mini_imagenet", "meta", "miniImageNet: 100 ImageNet classes at 84×84 split 64/16/20 (Vinyals et al. 2016; Ravi & Larochelle 2017)"),
+    (
+        "cifar_fs",
+        "meta",
+        "CIFAR-FS: CIFAR-100 classes split 64/16/20, 32×32 (Bertinetto et al. 2019)",
+    ),
+    (
+        "fc100",
+        "meta",
+        "FC100: CIFAR-100 superclasses split 12/4/4, 60/20/20 classes (Oreshkin et al. 2018)",
+    ),
+    (
+        "mini_imagenet",
+        "meta",
+        "miniImageNet: 100 ImageNet classes, 84×84, split 64/16/20 (Ravi & Larochelle 2017)",
+    ),
+    (
+        "tiered_imagenet",
+        "meta",
+        "tieredImageNet: 608 classes, 84×84, split by category 351/97/160 (Ren et al. 2018)",
+    ),
+    (
+        "cub",
+        "meta",
+        "CUB-200-2011: 200 bird species split 100/50/50, resized to 84×84 (Chen et al. 2019)",
+    ),
     (
         "omniglot50",
         "mtl",
@@ -349,7 +373,8 @@ impl DataConfig {
             d @ (DataConfig::CifarFs(_)
             | DataConfig::Fc100(_)
             | DataConfig::MiniImagenet(_)
-            | DataConfig::Cub(_)) => {
+            | DataConfig::Cub(_)
+            | DataConfig::TieredImagenet(_)) => {
                 let (which, c) = d.few_shot().expect("a few-shot benchmark");
                 few_shot::input_spec(which, c)
             }
@@ -383,7 +408,8 @@ pub fn name_of(config: &DataConfig) -> &'static str {
         d @ (DataConfig::CifarFs(_)
         | DataConfig::Fc100(_)
         | DataConfig::MiniImagenet(_)
-        | DataConfig::Cub(_)) => d.few_shot().expect("a few-shot benchmark").0.name(),
+        | DataConfig::Cub(_)
+        | DataConfig::TieredImagenet(_)) => d.few_shot().expect("a few-shot benchmark").0.name(),
         DataConfig::Omniglot50(_) => "omniglot50",
         DataConfig::SyntheticRegression(_) => "synthetic_regression",
         DataConfig::Csv(_) => "csv",

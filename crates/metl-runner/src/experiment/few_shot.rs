@@ -1,4 +1,5 @@
-//! `[data.cifar_fs]`, `[data.fc100]`, `[data.mini_imagenet]`, `[data.cub]`: the few-shot
+//! `[data.cifar_fs]`, `[data.fc100]`, `[data.mini_imagenet]`, `[data.tiered_imagenet]`,
+//! `[data.cub]`: the few-shot
 //! benchmarks of [`metl_data::few_shot`], one configuration for all of them, the standard class split of
 //! each, its usual normalisation, and the standard training augmentation on request.
 //!
@@ -14,7 +15,7 @@ use super::data::{DataConfig, ImageClasses, InputSpec};
 use crate::error::bad_input;
 use metl_data::{
     episode::Transforms,
-    few_shot::{dataset_dir, Cifar100, Cifar100Protocol, Cub, FewShotConfig, MiniImagenet},
+    few_shot::{dataset_dir, Cifar100, Cifar100Protocol, Cub, FewShotConfig, MiniImagenet, TieredImagenet},
     image::{Augmentation, Normalization, ResizeFilter},
 };
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,8 @@ pub enum FewShotDataset {
     MiniImagenet,
     /// CUB-200-2011 (Chen et al. 2019's split).
     Cub,
+    /// tieredImageNet (Ren et al. 2018).
+    TieredImagenet,
 }
 
 impl FewShotDataset {
@@ -41,6 +44,7 @@ impl FewShotDataset {
             FewShotDataset::Fc100 => "fc100",
             FewShotDataset::MiniImagenet => "mini_imagenet",
             FewShotDataset::Cub => "cub",
+            FewShotDataset::TieredImagenet => "tiered_imagenet",
         }
     }
 
@@ -50,6 +54,7 @@ impl FewShotDataset {
             FewShotDataset::CifarFs | FewShotDataset::Fc100 => Cifar100::IMAGE_SIZE,
             FewShotDataset::MiniImagenet => MiniImagenet::IMAGE_SIZE,
             FewShotDataset::Cub => Cub::IMAGE_SIZE,
+            FewShotDataset::TieredImagenet => TieredImagenet::IMAGE_SIZE,
         }
     }
 
@@ -61,6 +66,7 @@ impl FewShotDataset {
             }
             FewShotDataset::MiniImagenet => dataset_dir(MiniImagenet::DIR_ENV, "data/mini_imagenet"),
             FewShotDataset::Cub => dataset_dir(Cub::DIR_ENV, "data/cub"),
+            FewShotDataset::TieredImagenet => dataset_dir(TieredImagenet::DIR_ENV, "data/tiered_imagenet"),
         }
     }
 
@@ -70,6 +76,7 @@ impl FewShotDataset {
             FewShotDataset::CifarFs | FewShotDataset::Fc100 => Cifar100::normalization(),
             FewShotDataset::MiniImagenet => MiniImagenet::normalization(),
             FewShotDataset::Cub => Cub::normalization(),
+            FewShotDataset::TieredImagenet => TieredImagenet::normalization(),
         }
     }
 }
@@ -120,6 +127,7 @@ impl DataConfig {
             DataConfig::Fc100(c) => Some((FewShotDataset::Fc100, c)),
             DataConfig::MiniImagenet(c) => Some((FewShotDataset::MiniImagenet, c)),
             DataConfig::Cub(c) => Some((FewShotDataset::Cub, c)),
+            DataConfig::TieredImagenet(c) => Some((FewShotDataset::TieredImagenet, c)),
             _ => None,
         }
     }
@@ -154,6 +162,11 @@ pub fn load(which: FewShotDataset, config: &FewShotData) -> anyhow::Result<Image
             let cub = Cub::load(loader).map_err(bad_input)?;
             let splits = cub.splits().clone();
             (Arc::new(cub), splits)
+        }
+        FewShotDataset::TieredImagenet => {
+            let tiered = TieredImagenet::load(loader).map_err(bad_input)?;
+            let splits = tiered.splits().clone();
+            (Arc::new(tiered), splits)
         }
     };
     let mut transforms = Transforms::default();

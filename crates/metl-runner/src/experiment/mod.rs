@@ -313,7 +313,8 @@ impl Experiment {
             | DataConfig::CifarFs(_)
             | DataConfig::Fc100(_)
             | DataConfig::MiniImagenet(_)
-            | DataConfig::Cub(_) => {
+            | DataConfig::Cub(_)
+            | DataConfig::TieredImagenet(_) => {
                 if algorithm.takes_steps() && test.ways != train.ways {
                     return Err(bad_input(format!(
                         "test.ways = {}: meta.{} has an N-way head, so test episodes need the training ways ({})",

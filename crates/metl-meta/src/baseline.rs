@@ -303,28 +303,5 @@ impl<B: Model> MetaLearner for Baseline<B> {
         self.finetune(batch, steps)
     }
 
-    fn steps_taken(&self) -> u64 {
-        self.outer.steps()
-    }
-
-    fn meta_parameters(&self) -> Params {
-        self.outer.params().shallow_clone()
-    }
-
-    fn state(&self) -> Params {
-        self.outer.state_with_buffers(&self.backbone)
-    }
-
-    fn load_state(&mut self, state: &Params) -> Result<()> {
-        self.outer.load_state_with_buffers(state, &self.backbone)
-    }
-
-    fn outer_lr(&self) -> f64 {
-        self.outer.lr()
-    }
-
-    fn set_collective(&mut self, collective: std::sync::Arc<dyn metl_dist::Collective>) -> Result<()> {
-        self.outer.set_collective(collective, self.backbone.buffers());
-        Ok(())
-    }
+    crate::outer::outer_loop_methods!(backbone);
 }

@@ -12,6 +12,8 @@
 //! - [`outer`]: the outer optimizer with its learning-rate schedule and checkpoint state;
 //! - [`maml_family`]: the task-batched engine shared by the gradient-based learners;
 //! - [`metric`]: the engine shared by the metric-based learners;
+//! - [`adaptive`]: the engine of the gradient-based learners outside the MAML family
+//!   (iMAML), and [`conjugate_gradient`], the solver of iMAML's meta-gradient;
 //! - [`validate`]: the checks every learner makes of a [`metl_data::TaskBatch`] before
 //!   using it (typed errors, not panics).
 //!
@@ -21,6 +23,8 @@
 //! - [`anil`]: ANIL (Raghu et al. 2020), inner loop on the head only;
 //! - [`maml_plus_plus`]: MAML++ (Antoniou et al. 2019);
 //! - [`reptile`]: Reptile (Nichol et al. 2018);
+//! - [`imaml`]: iMAML (Rajeswaran et al. 2019), implicit meta-gradients by conjugate
+//!   gradients;
 //! - [`protonet`]: prototypical networks (Snell et al. 2017), Euclidean or cosine;
 //! - [`matching`]: matching networks (Vinyals et al. 2016) without full-context embeddings;
 //! - [`metaoptnet`]: MetaOptNet (Lee et al. 2019), an embedding trained through a
@@ -55,6 +59,8 @@
 pub mod error;
 #[macro_use]
 pub mod registry;
+pub mod adaptive;
+pub mod conjugate_gradient;
 pub mod evaluate;
 pub mod inner;
 pub mod learner;
@@ -93,6 +99,10 @@ algorithm_table! {
         |c, p| reptile::Reptile::new(p.model, p.params, p.loss, *c)?,
         "move the initialisation towards the weights adapted to each task",
         "Nichol, Achiam & Schulman 2018, On First-Order Meta-Learning Algorithms";
+    mod imaml; "imaml" => IMaml(imaml::IMamlConfig), Gradient, |c| c.inner_steps,
+        |c, p| imaml::IMaml::new(p.model, p.params, p.loss, *c)?,
+        "a proximally regularised inner problem and its implicit meta-gradient by conjugate gradients",
+        "Rajeswaran, Finn, Kakade & Levine 2019, Meta-Learning with Implicit Gradients";
     mod protonet; "protonet" => Protonet(protonet::ProtoNetConfig), Metric, |_c| 0,
         |c, p| protonet::ProtoNet::new(p.model, p.params, *c)?,
         "classify by distance to class-mean embeddings (Euclidean or cosine)",

@@ -209,28 +209,5 @@ impl<M: Model, C: EpisodeClassifier> MetaLearner for MetricLearner<M, C> {
         tch::no_grad(|| self.logits(batch, self.batch_statistics_at_test))
     }
 
-    fn steps_taken(&self) -> u64 {
-        self.outer.steps()
-    }
-
-    fn meta_parameters(&self) -> Params {
-        self.outer.params().shallow_clone()
-    }
-
-    fn state(&self) -> Params {
-        self.outer.state_with_buffers(&self.model)
-    }
-
-    fn load_state(&mut self, state: &Params) -> Result<()> {
-        self.outer.load_state_with_buffers(state, &self.model)
-    }
-
-    fn outer_lr(&self) -> f64 {
-        self.outer.lr()
-    }
-
-    fn set_collective(&mut self, collective: std::sync::Arc<dyn metl_dist::Collective>) -> Result<()> {
-        self.outer.set_collective(collective, self.model.buffers());
-        Ok(())
-    }
+    crate::outer::outer_loop_methods!(model);
 }

@@ -275,6 +275,43 @@ impl OuterLoop {
     }
 }
 
+/// The [`MetaLearner`](crate::MetaLearner) methods that a learner's [`OuterLoop`] (its field
+/// `outer`, over everything it learns) and its model (the field named) answer: the step
+/// count, the meta-parameters, the checkpoint state with the model's buffers, the outer
+/// rate and data-parallel training. Expands inside `impl MetaLearner for ...`.
+macro_rules! outer_loop_methods {
+    ($model:ident) => {
+        fn steps_taken(&self) -> u64 {
+            self.outer.steps()
+        }
+
+        fn meta_parameters(&self) -> metl_models::Params {
+            self.outer.params().shallow_clone()
+        }
+
+        fn state(&self) -> metl_models::Params {
+            self.outer.state_with_buffers(&self.$model)
+        }
+
+        fn load_state(&mut self, state: &metl_models::Params) -> $crate::error::Result<()> {
+            self.outer.load_state_with_buffers(state, &self.$model)
+        }
+
+        fn outer_lr(&self) -> f64 {
+            self.outer.lr()
+        }
+
+        fn set_collective(
+            &mut self,
+            collective: std::sync::Arc<dyn metl_dist::Collective>,
+        ) -> $crate::error::Result<()> {
+            self.outer.set_collective(collective, metl_models::Model::buffers(&self.$model));
+            Ok(())
+        }
+    };
+}
+pub(crate) use outer_loop_methods;
+
 #[cfg(test)]
 mod tests {
     use super::*;

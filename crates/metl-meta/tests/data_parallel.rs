@@ -2,8 +2,8 @@
 //! on loopback (c10d Gloo), each stepping on its half of every meta-batch, end with the
 //! state (meta-parameters, learned rates, optimizer moments, step count) of one process
 //! stepping on the whole meta-batches — for MAML (second and first order), Meta-SGD, ANIL,
-//! Reptile, prototypical and matching networks, MetaOptNet, and the fine-tuning baseline (whose
-//! pre-training batches are split by rows).
+//! Reptile, iMAML, prototypical and matching networks, MetaOptNet, and the
+//! fine-tuning baseline (whose pre-training batches are split by rows).
 //!
 //! The test binary starts itself twice more with `METL_META_DP_OUT` set; the `workers`
 //! test then runs the ranks' side (without the variable it does nothing).
@@ -12,6 +12,7 @@ use metl_dist::{launch_local, Backend, Collective, DistConfig, LocalLaunch, Proc
 use metl_meta::{
     anil::{Anil, AnilConfig},
     baseline::{Baseline, BaselineConfig},
+    imaml::{IMaml, IMamlConfig},
     maml::{Maml, MamlConfig},
     matching::{MatchingNet, MatchingNetConfig},
     meta_sgd::{MetaSgd, MetaSgdConfig},
@@ -78,6 +79,14 @@ fn learners() -> Vec<Entry> {
     let (_vs, m, t) = mlp(vec![1, 8, 1]);
     let reptile = Reptile::new(m, t, TaskLoss::Mse, ReptileConfig::default()).unwrap();
     out.push(("reptile", Box::new(reptile), Data::Regression, Shard::Tasks));
+    let (_vs, m, t) = mlp(vec![1, 8, 1]);
+    let config = IMamlConfig { inner_steps: 3, cg_steps: 2, ..IMamlConfig::default() };
+    out.push((
+        "imaml",
+        Box::new(IMaml::new(m, t, TaskLoss::Mse, config).unwrap()),
+        Data::Regression,
+        Shard::Tasks,
+    ));
     let (_vs, m, t) = mlp(vec![4, 6, 3]);
     let config = AnilConfig { head: vec!["layers.1".into()], ..AnilConfig::default() };
     out.push((

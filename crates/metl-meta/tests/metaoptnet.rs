@@ -16,14 +16,10 @@ use metl_models::{
 };
 use tch::{nn, Device, Kind, Tensor};
 
-const F64: (Kind, Device) = (Kind::Double, Device::Cpu);
+mod common;
+use common::{directional_error, serial};
 
-/// The tests run on parallel threads and share libtorch's global generator: each holds this
-/// lock for its whole body, so that its seeded data is its own.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
+const F64: (Kind, Device) = (Kind::Double, Device::Cpu);
 
 /// One-hot labels `[T, S, N]` of `shots` examples per class, classes in order.
 fn one_hot(tasks: i64, ways: i64, shots: i64) -> Tensor {
@@ -100,34 +96,6 @@ fn training_loss(learner: &MetaOptNet<Mlp>, batch: &TaskBatch) -> Tensor {
     TaskLoss::CrossEntropy.per_task(&logits, &batch.query_y).mean(Kind::Double)
 }
 
-/// Autograd's derivative of `f` along random directions of `params` (leaves, changed in
-/// place and restored) against central differences: the largest relative disagreement.
-fn directional_error(params: &Params, f: impl Fn() -> Tensor) -> f64 {
-    let loss = f();
-    let grads = params.grads(&loss, false).unwrap();
-    let mut worst: f64 = 0.0;
-    for d in 0..4 {
-        tch::manual_seed(100 + d);
-        let direction = params.map(|_, t| t.randn_like());
-        let shift = |sign: f64| {
-            tch::no_grad(|| {
-                for (p, v) in params.tensors().iter().zip(direction.tensors()) {
-                    let _ = p.shallow_clone().g_add_(&(v * (sign * 1e-6)));
-                }
-            })
-        };
-        shift(1.0);
-        let plus = f().double_value(&[]);
-        shift(-2.0);
-        let minus = f().double_value(&[]);
-        shift(1.0);
-        let numeric = (plus - minus) / 2e-6;
-        let analytic = (grads.flatten() * direction.flatten()).sum(Kind::Double).double_value(&[]);
-        worst = worst.max((analytic - numeric).abs() / analytic.abs().max(numeric.abs()).max(1e-8));
-    }
-    worst
-}
-
 #[test]
 fn meta_gradient_reaches_embedding_and_scale_and_matches_finite_differences() {
     let _serial = serial();
@@ -141,7 +109,8 @@ fn meta_gradient_reaches_embedding_and_scale_and_matches_finite_differences() {
     let batch = episodes();
     let trained = learner.meta_parameters();
     assert!(trained.get("classifier.logit_scale").is_some(), "{:?}", trained.names());
-    let err = directional_error(&trained, || training_loss(&learner, &batch));
+    let analytic = trained.grads(&training_loss(&learner, &batch), false).unwrap();
+    let err = directional_error(&trained, &analytic, || training_loss(&learner, &batch).double_value(&[]));
     assert!(err < 1e-6, "relative error {err:e}");
     // The scale is learned: one step moves it, and it is part of the checkpoint state.
     let mut learner = learner;
@@ -178,6 +147,8 @@ fn noisy_episodes(tasks: i64, ways: i64, shots: i64, queries: i64) -> TaskBatch 
 #[test]
 fn ridge_metaoptnet_learns_to_ignore_noise_dimensions() {
     let _serial = serial();
+    // Small tensors: one thread avoids libtorch's threading overhead (10× on a busy machine).
+    tch::set_num_threads(1);
     tch::manual_seed(0);
     let vs = nn::VarStore::new(Device::Cpu);
     let (mlp, params) = MlpConfig::new([20, 32, 16]).init(&vs.root()).unwrap();

@@ -45,3 +45,31 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The largest relative disagreement, over 4 seeded random directions `v`, between the
+/// directional derivative `⟨analytic, v⟩` of a scalar function of `params` and its central
+/// difference `(value(θ + εv) − value(θ − εv)) / 2ε` (ε = 1e-6, float64), with `params`
+/// (the learner's own leaves) shifted in place and restored.
+pub fn directional_error(params: &Params, analytic: &Params, mut value: impl FnMut() -> f64) -> f64 {
+    let mut worst: f64 = 0.0;
+    for d in 0..4 {
+        tch::manual_seed(100 + d);
+        let direction = params.map(|_, t| t.randn_like());
+        let shift = |sign: f64| {
+            tch::no_grad(|| {
+                for (p, v) in params.tensors().iter().zip(direction.tensors()) {
+                    let _ = p.shallow_clone().g_add_(&(v * (sign * 1e-6)));
+                }
+            })
+        };
+        shift(1.0);
+        let plus = value();
+        shift(-2.0);
+        let minus = value();
+        shift(1.0);
+        let numeric = (plus - minus) / 2e-6;
+        let exact = (analytic.flatten() * direction.flatten()).sum(Kind::Double).double_value(&[]);
+        worst = worst.max((exact - numeric).abs() / exact.abs().max(numeric.abs()).max(1e-8));
+    }
+    worst
+}

@@ -1,6 +1,6 @@
 //! [`AdaptiveLearner`]: the engine of the gradient-based learners outside the MAML family —
-//! iMAML ([`crate::imaml`], implicit meta-gradients of a proximal inner problem) — which
-//! adapt to each task's support set
+//! iMAML ([`crate::imaml`], implicit meta-gradients of a proximal inner problem) and CAVIA
+//! ([`crate::cavia`], adapted context parameters) — which adapt to each task's support set
 //! and meta-learn the network's parameters θ from the query loss after adaptation:
 //!
 //! ```text

@@ -12,8 +12,8 @@
 //! - [`outer`]: the outer optimizer with its learning-rate schedule and checkpoint state;
 //! - [`maml_family`]: the task-batched engine shared by the gradient-based learners;
 //! - [`metric`]: the engine shared by the metric-based learners;
-//! - [`adaptive`]: the engine of the gradient-based learners outside the MAML family
-//!   (iMAML), and [`conjugate_gradient`], the solver of iMAML's meta-gradient;
+//! - [`adaptive`]: the engine of the gradient-based learners outside the MAML family (iMAML,
+//!   CAVIA), and [`conjugate_gradient`], the solver of iMAML's meta-gradient;
 //! - [`validate`]: the checks every learner makes of a [`metl_data::TaskBatch`] before
 //!   using it (typed errors, not panics).
 //!
@@ -25,6 +25,7 @@
 //! - [`reptile`]: Reptile (Nichol et al. 2018);
 //! - [`imaml`]: iMAML (Rajeswaran et al. 2019), implicit meta-gradients by conjugate
 //!   gradients;
+//! - [`cavia`]: CAVIA (Zintgraf et al. 2019), context parameters adapted per task;
 //! - [`protonet`]: prototypical networks (Snell et al. 2017), Euclidean or cosine;
 //! - [`matching`]: matching networks (Vinyals et al. 2016) without full-context embeddings;
 //! - [`metaoptnet`]: MetaOptNet (Lee et al. 2019), an embedding trained through a
@@ -103,6 +104,10 @@ algorithm_table! {
         |c, p| imaml::IMaml::new(p.model, p.params, p.loss, *c)?,
         "a proximally regularised inner problem and its implicit meta-gradient by conjugate gradients",
         "Rajeswaran, Finn, Kakade & Levine 2019, Meta-Learning with Implicit Gradients";
+    mod cavia; "cavia" => Cavia(cavia::CaviaConfig), Gradient, |c| c.inner_steps,
+        |c, p| cavia::Cavia::new(p.model, p.params, p.loss, *c)?,
+        "adapt a few context parameters given with the input, zero for every task; meta-learn the network",
+        "Zintgraf, Shiarlis, Kurin, Hofmann & Whiteson 2019, Fast Context Adaptation via Meta-Learning";
     mod protonet; "protonet" => Protonet(protonet::ProtoNetConfig), Metric, |_c| 0,
         |c, p| protonet::ProtoNet::new(p.model, p.params, *c)?,
         "classify by distance to class-mean embeddings (Euclidean or cosine)",

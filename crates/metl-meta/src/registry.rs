@@ -146,6 +146,16 @@ impl AlgorithmConfig {
     pub fn takes_steps(&self) -> bool {
         !self.is_metric()
     }
+
+    /// The per-example input shape the model must take for data of `input_shape`: the
+    /// data's own, except for CAVIA, which appends its context parameters to the first
+    /// dimension ([`crate::cavia::CaviaConfig::model_input_shape`]).
+    pub fn model_input_shape(&self, input_shape: &[i64]) -> Vec<i64> {
+        match self {
+            AlgorithmConfig::Cavia(c) => c.model_input_shape(input_shape),
+            _ => input_shape.to_vec(),
+        }
+    }
 }
 
 /// The algorithm called `name`, if any.

@@ -2,7 +2,7 @@
 //! on loopback (c10d Gloo), each stepping on its half of every meta-batch, end with the
 //! state (meta-parameters, learned rates, optimizer moments, step count) of one process
 //! stepping on the whole meta-batches — for MAML (second and first order), Meta-SGD, ANIL,
-//! Reptile, iMAML, prototypical and matching networks, MetaOptNet, and the
+//! Reptile, iMAML, CAVIA, prototypical and matching networks, MetaOptNet, and the
 //! fine-tuning baseline (whose pre-training batches are split by rows).
 //!
 //! The test binary starts itself twice more with `METL_META_DP_OUT` set; the `workers`
@@ -12,6 +12,7 @@ use metl_dist::{launch_local, Backend, Collective, DistConfig, LocalLaunch, Proc
 use metl_meta::{
     anil::{Anil, AnilConfig},
     baseline::{Baseline, BaselineConfig},
+    cavia::{Cavia, CaviaConfig},
     imaml::{IMaml, IMamlConfig},
     maml::{Maml, MamlConfig},
     matching::{MatchingNet, MatchingNetConfig},
@@ -84,6 +85,14 @@ fn learners() -> Vec<Entry> {
     out.push((
         "imaml",
         Box::new(IMaml::new(m, t, TaskLoss::Mse, config).unwrap()),
+        Data::Regression,
+        Shard::Tasks,
+    ));
+    let (_vs, m, t) = mlp(vec![3, 8, 1]);
+    let config = CaviaConfig { context_params: 2, inner_steps: 2, ..CaviaConfig::default() };
+    out.push((
+        "cavia",
+        Box::new(Cavia::new(m, t, TaskLoss::Mse, config).unwrap()),
         Data::Regression,
         Shard::Tasks,
     ));

@@ -9,7 +9,7 @@ use metl_meta::{
     registry::{Kind, Parts},
     MetaLearner,
 };
-use metl_models::{head::LinearHead, Classifier, Model, TaskLoss};
+use metl_models::{head::LinearHead, Classifier, Model, StagedModel, TaskLoss};
 use tch::{nn, Device};
 
 /// A meta-learning algorithm as configured in `[meta.<name>]`: metl-meta's table of
@@ -28,7 +28,8 @@ pub enum Output {
 type Learner = Box<dyn MetaLearner>;
 
 /// Builds the learner through metl-meta's table: a gradient-based learner gets the backbone
-/// (regression) or the backbone with an N-way linear head named `head` (classification); a
+/// (regression) or the backbone with an N-way linear head named `head` (classification),
+/// the backbone taking the inputs the algorithm gives it (CAVIA appends its context); a
 /// metric learner gets the backbone as its embedding; a pre-training baseline gets the
 /// backbone, its feature dimension and the `train_classes` training classes. Parameters are
 /// created with torch's generator (seed it first) on `device`.
@@ -40,6 +41,17 @@ pub fn build_learner(
     train_classes: usize,
     device: Device,
 ) -> anyhow::Result<Learner> {
+    // CAVIA's model takes the data's features and its context parameters.
+    let model_input = algorithm.model_input_shape(input_shape);
+    if model_input != input_shape {
+        backbone.output_shape(&model_input).map_err(|e| {
+            bad_input(format!(
+                "model: meta.{} gives the model inputs of shape {model_input:?} (the data's {input_shape:?} with its context), which it does not take: {e}",
+                algorithm.name()
+            ))
+        })?;
+    }
+    let input_shape = model_input.as_slice();
     let vs = nn::VarStore::new(device);
     let parts = |model, params| Parts {
         model,
@@ -85,5 +97,33 @@ pub fn build_learner(
                 })
                 .map_err(bad_input)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zoo::BackboneConfig;
+    use metl_data::TaskBatch;
+    use tch::{Kind, Tensor};
+
+    #[test]
+    fn cavia_needs_a_model_that_takes_the_context_too() {
+        let cavia: AlgorithmConfig = toml::from_str("[cavia]\ncontext_params = 3\n").unwrap();
+        let mlp = |widths: &str| {
+            toml::from_str::<BackboneConfig>(&format!("[mlp]\nwidths = {widths}\n")).unwrap().build().unwrap()
+        };
+        let build = |backbone| build_learner(&cavia, backbone, &[1], Output::Regression(1), 0, Device::Cpu);
+        let err = build(mlp("[1, 8, 1]")).err().expect("a model taking [1] is refused").to_string();
+        assert!(err.contains("meta.cavia gives the model inputs of shape [4] (the data's [1]"), "{err}");
+        let learner = build(mlp("[4, 8, 1]")).unwrap();
+        let x = Tensor::rand([2, 5, 1], (Kind::Float, Device::Cpu));
+        let batch = TaskBatch {
+            support_x: x.shallow_clone(),
+            support_y: x.sin(),
+            query_x: x.shallow_clone(),
+            query_y: x.sin(),
+        };
+        assert_eq!(learner.adapt_and_predict(&batch, 1).unwrap().size(), [2, 5, 1]);
     }
 }

@@ -17,7 +17,9 @@
 //! - [`sinusoid`]: the sinusoid regression family of Finn et al. (2017).
 //! - [`multitask`]: the [`MultiTaskDataset`] trait (per-task targets, per-task label mask,
 //!   task ids), a seeded [`multitask::MultiTaskLoader`], the synthetic regression of
-//!   GradNorm (Chen et al. 2018) and Omniglot-50 (one task per alphabet).
+//!   GradNorm (Chen et al. 2018), Omniglot-50 (one task per alphabet), MultiMNIST and its
+//!   Fashion variants, CelebA's 40 attributes, NYUv2's segmentation, depth and normals, and
+//!   your own CSV files; [`multitask::fixtures`] writes tiny datasets in their layouts.
 //! - [`image`]: decoding, Pillow-exact resizing, the [`ClassImages`] abstraction.
 //! - [`rng`], [`split`], [`error`]: seeded ChaCha8 streams, train/val/test, [`DataError`].
 //! - [`pickle`]: a reader of Python pickles of plain data and numpy arrays that runs no

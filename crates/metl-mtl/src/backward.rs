@@ -1,12 +1,12 @@
 //! [`MtlBackward`]: computes what a [`Strategy`] needs, calls it, and leaves the combined
 //! gradient in `.grad`.
 //!
-//! Per-task gradients come from one backward pass per task over the kept graph
-//! (`torch.autograd.grad(Lᵢ, θ, retain_graph=True)`), written straight into the rows of
-//! one `[k, P]` Jacobian on the parameters' device; parameters a loss does not reach get
-//! zero rows (libtorch returns undefined tensors for them). In representation space the
-//! task heads run on a detached copy `z̃` of the representation, so each of those backward
-//! passes stops at `z̃` and only one backward goes through the shared encoder.
+//! Per-task gradients come from one path for every strategy (`task_gradients`): the rows of one `[k, D]`
+//! Jacobian on the parameters' device, with zeros where a loss does not reach a
+//! parameter. When the task heads ran on a detached copy `z̃` of the representation
+//! ([`Representation`]), one backward pass per task goes through the heads only, and one
+//! task-batched pass goes through the shared encoder (parameter space), or none until the
+//! update (representation space).
 //!
 //! The update is applied by back-propagating one surrogate scalar
 //! `Σ_p ⟨p, g_p⟩ (+ ⟨z, d_z⟩)` with the gradients detached: `.grad` then accumulates exactly
@@ -15,8 +15,9 @@
 use crate::{
     distributed::{pad_rows, surrogate, unpad_rows, Shard},
     error::{MtlError, Result},
-    jacobian::{check_differentiable, write_row},
+    jacobian::check_differentiable,
     strategy::{Bilevel, Combination, GradientSpace, Needs, StepInput, Strategy, Update},
+    task_gradients::{task_gradients, SampleGrads},
 };
 use metl_dist::Local;
 use metl_models::Params;
@@ -90,14 +91,6 @@ struct Applied<'s> {
     sharded: Option<(&'s Shard<'s>, Option<&'s [i64]>)>,
 }
 
-/// Per-task gradients of one sample.
-struct SampleGrads {
-    jacobian: Tensor,
-    specific: Vec<Vec<Tensor>>,
-    /// Gradients of shared parameters used after the representation (representation space).
-    shared_after: Vec<Option<Vec<Tensor>>>,
-}
-
 impl<'a> MtlBackward<'a> {
     /// Parameters `shared` and task-specific `specific`.
     pub fn new(shared: &'a Params, specific: &'a [Params]) -> Self {
@@ -145,13 +138,16 @@ impl<'a> MtlBackward<'a> {
                 .zip(&losses)
                 .map(|(s, l)| {
                     let l: Vec<Option<&Tensor>> = l.iter().map(Some).collect();
-                    self.task_gradients(name, space, s, &l, &tasks, &spec_sets)
+                    task_gradients(self.shared, name, space, s, &l, &tasks, &spec_sets)
                 })
                 .collect::<Result<Vec<_>>>()?,
         };
         let jacobians: Vec<Tensor> = grads.iter().map(|g| g.jacobian.shallow_clone()).collect();
         let specific_grads = mean_specific(&grads, &tasks, &spec_sets);
-        let representation = first.representation.as_ref().map(|r| r.leaf.detach());
+        let representation = match needs.gradients {
+            Some(GradientSpace::Representation) => first.representation.as_ref().map(|r| r.leaf.detach()),
+            _ => None,
+        };
         let input = StepInput {
             step,
             tasks: tasks.clone(),
@@ -250,7 +246,7 @@ impl<'a> MtlBackward<'a> {
                 let present: Vec<Tensor> = scaled.iter().flatten().map(Tensor::shallow_clone).collect();
                 check_differentiable(&present)?;
                 let scaled: Vec<Option<&Tensor>> = scaled.iter().map(Option::as_ref).collect();
-                grads.push(self.task_gradients(name, space, s, &scaled, &tasks, &spec_sets)?);
+                grads.push(task_gradients(self.shared, name, space, s, &scaled, &tasks, &spec_sets)?);
             }
             // Summed over the ranks in one collective: the Jacobians (parameter space) or
             // the representation's rows of every rank (representation space), and the
@@ -327,82 +323,6 @@ impl<'a> MtlBackward<'a> {
         Ok(report(&combination, tasks, t_total, &loss_values[0]))
     }
 
-    /// One backward per task: the `[k, D]` Jacobian and the task-specific gradients (zeros
-    /// for a task without a loss: a data-parallel rank without its labels).
-    fn task_gradients(
-        &self,
-        name: &'static str,
-        space: GradientSpace,
-        sample: &TaskLosses,
-        losses: &[Option<&Tensor>],
-        tasks: &[usize],
-        spec_sets: &[&Params],
-    ) -> Result<SampleGrads> {
-        let leaf = match space {
-            GradientSpace::Parameters => None,
-            GradientSpace::Representation => Some(
-                &sample
-                    .representation
-                    .as_ref()
-                    .ok_or_else(|| MtlError::Unsupported {
-                        strategy: name,
-                        reason:
-                            "representation gradients need the heads evaluated on a detached representation \
-                         (a model with a shared representation; see Representation::detach)"
-                                .into(),
-                    })?
-                    .leaf,
-            ),
-        };
-        let shared = self.shared.tensors();
-        let width = match leaf {
-            None => shared.iter().map(|p| p.numel() as i64).sum::<i64>(),
-            Some(z) => z.numel() as i64,
-        };
-        let (kind, device) = match leaf {
-            Some(z) => (z.kind(), z.device()),
-            None => (self.shared.kind(), self.shared.device()),
-        };
-        // Every entry is written below (zeros where a loss does not reach a parameter).
-        let jacobian = Tensor::f_empty([tasks.len() as i64, width], (kind, device))?;
-        let mut specific = Vec::with_capacity(tasks.len());
-        let mut shared_after = Vec::with_capacity(tasks.len());
-        for (row, (&t, loss)) in tasks.iter().zip(losses).enumerate() {
-            let spec = spec_sets[t].tensors();
-            let Some(loss) = loss else {
-                let _ = jacobian.f_select(0, row as i64)?.f_zero_()?;
-                specific.push(spec.iter().map(Tensor::zeros_like).collect());
-                shared_after.push(None);
-                continue;
-            };
-            let mut inputs: Vec<&Tensor> = Vec::with_capacity(shared.len() + spec.len() + 1);
-            inputs.extend(leaf);
-            inputs.extend(spec.iter());
-            inputs.extend(shared.iter());
-            let g = Tensor::f_run_backward(&[*loss], &inputs, true, false)?;
-            let (head, rest) = g.split_at(leaf.is_some() as usize);
-            let (spec_g, shared_g) = rest.split_at(spec.len());
-            let mut target = jacobian.f_select(0, row as i64)?;
-            match leaf {
-                Some(_) => {
-                    if head[0].defined() {
-                        target.f_copy_(&head[0].f_reshape([-1])?)?;
-                    } else {
-                        let _ = target.f_zero_()?;
-                    }
-                    let any = shared_g.iter().any(Tensor::defined);
-                    shared_after.push(any.then(|| defined_or_zeros(shared_g, shared)));
-                }
-                None => {
-                    write_row(&target, shared_g, shared)?;
-                    shared_after.push(None);
-                }
-            }
-            specific.push(defined_or_zeros(spec_g, spec));
-        }
-        Ok(SampleGrads { jacobian, specific, shared_after })
-    }
-
     /// Leaves the combined update in `.grad`, clipped where the strategy says so.
     ///
     /// On a data-parallel rank (`applied.sharded`) it leaves this rank's share of the
@@ -445,7 +365,9 @@ impl<'a> MtlBackward<'a> {
             }
             Update::Direction(d) => d.shallow_clone(),
         };
-        let finite = bool::try_from(direction.f_isfinite()?.f_all()?)?;
+        // One reduction: a NaN or infinite entry makes the `f64` sum so, and finite `f32`
+        // entries cannot overflow it (`f64` ones only beyond ~10³⁰⁰, reported too).
+        let finite = direction.f_sum(Kind::Double)?.double_value(&[]).is_finite();
         if !finite {
             return Err(MtlError::NonFiniteUpdate { strategy: name, what: "update", step });
         }
@@ -643,15 +565,6 @@ fn accumulate(p: &Tensor, g: &Tensor, terms: &mut Vec<Tensor>) -> Result<()> {
         terms.push(inner(p, g)?);
     }
     Ok(())
-}
-
-/// The tensors of `grads`, with zeros (shaped like `like`) where undefined.
-fn defined_or_zeros(grads: &[Tensor], like: &[Tensor]) -> Vec<Tensor> {
-    grads
-        .iter()
-        .zip(like)
-        .map(|(g, p)| if g.defined() { g.shallow_clone() } else { p.zeros_like() })
-        .collect()
 }
 
 /// The loss values on the host (one copy), checked finite.

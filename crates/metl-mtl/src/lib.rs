@@ -43,6 +43,7 @@
 #![warn(missing_docs)]
 
 pub mod backward;
+mod batched_vjp;
 pub mod checkpoint;
 pub mod delta_m;
 mod distributed;
@@ -54,6 +55,7 @@ pub mod registry;
 pub mod solvers;
 pub mod strategies;
 pub mod strategy;
+mod task_gradients;
 pub mod trainer;
 pub mod weighting;
 pub mod workload;

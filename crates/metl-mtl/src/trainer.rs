@@ -269,8 +269,8 @@ impl<M: MultiTaskModel> MtlStep<M> {
         let parts = if needs.samples > 1 { split_batch(batch, needs.samples)? } else { Vec::new() };
         let samples: Vec<&MultiTaskBatch> =
             if parts.is_empty() { vec![batch] } else { parts.iter().collect() };
-        let rep = needs.gradients == Some(GradientSpace::Representation);
-        let losses = samples.iter().map(|b| self.forward_losses(b, rep)).collect::<Result<Vec<_>>>()?;
+        let split = self.split_representation();
+        let losses = samples.iter().map(|b| self.forward_losses(b, split)).collect::<Result<Vec<_>>>()?;
         let bilevel = validation.map(|v| ValidationLosses {
             model: &self.model,
             batch: v,
@@ -347,7 +347,7 @@ impl<M: MultiTaskModel> MtlStep<M> {
                 if b.is_empty() {
                     Ok(TaskLosses { losses: (0..t).map(|_| None).collect(), representation: None })
                 } else {
-                    self.forward_losses(b, rep)
+                    self.forward_losses(b, self.split_representation())
                 }
             })
             .collect::<Result<Vec<_>>>()?;
@@ -494,9 +494,17 @@ impl<M: MultiTaskModel> MtlStep<M> {
         Ok(())
     }
 
-    fn forward_losses(&self, batch: &MultiTaskBatch, rep: bool) -> Result<TaskLosses> {
+    /// Whether the heads run on a detached copy of the shared representation: for every
+    /// gradient strategy on a model that has one — representation gradients need it, and
+    /// parameter gradients then take one task-batched pass through the encoder instead of
+    /// one pass per task (see `task_gradients`).
+    fn split_representation(&self) -> bool {
+        self.strategy.needs().gradients.is_some() && self.model.has_shared_representation()
+    }
+
+    fn forward_losses(&self, batch: &MultiTaskBatch, split: bool) -> Result<TaskLosses> {
         let x = &batch.inputs;
-        if rep {
+        if split {
             let r = Representation::detach(self.model.encode(&self.params, x, true));
             let outputs = self.model.decode(&self.params, x, &r.leaf, true);
             Ok(TaskLosses { losses: task_losses(batch, &outputs, &self.losses)?, representation: Some(r) })

@@ -5,8 +5,9 @@
 //! `φ ~ U[0, π]`; inputs are drawn `x ~ U[−5, 5]`. A learner sees `K` points of a new
 //! task and must regress the whole curve. All three ranges are configurable.
 
+#[cfg(feature = "images")]
+use crate::episode::Prefetcher;
 use crate::{
-    episode::Prefetcher,
     error::{DataError, Result},
     rng::{seeded, substream, Rng},
     TaskBatch,
@@ -204,7 +205,9 @@ impl SinusoidBatches {
         tasks.sample_batch(t, s, q, device)
     }
 
-    /// The same batches drawn ahead on a background thread, at most `depth` waiting.
+    /// The same batches drawn ahead on a background thread, at most `depth` waiting
+    /// (feature `images`, which holds [`Prefetcher`]).
+    #[cfg(feature = "images")]
     pub fn prefetch(mut self, depth: usize, device: Device) -> Prefetcher {
         Prefetcher::from_fn(depth, move || self.next_batch(device))
     }
@@ -243,6 +246,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "images")]
     fn batches_are_seekable_and_prefetched_unchanged() {
         let direct = SinusoidBatches::new(SinusoidConfig::default(), 9, 3, 4, 5).unwrap();
         let mut a = direct.clone();

@@ -161,7 +161,8 @@ enum Labels {
 enum Inputs {
     /// `[rows, F]` row-major.
     Features { values: Vec<f32>, width: usize },
-    /// `[rows, C, H, W]` bytes.
+    /// `[rows, C, H, W]` bytes (only read with feature `images`).
+    #[cfg_attr(not(feature = "images"), allow(dead_code))]
     Images { pixels: Vec<u8>, shape: [usize; 3] },
 }
 

@@ -29,7 +29,7 @@
 //! - [`protonet`]: prototypical networks (Snell et al. 2017), Euclidean or cosine;
 //! - [`matching`]: matching networks (Vinyals et al. 2016) without full-context embeddings;
 //! - [`metaoptnet`]: MetaOptNet (Lee et al. 2019), an embedding trained through a
-//!   differentiable ridge-regression base learner;
+//!   differentiable multi-class SVM or ridge-regression base learner;
 //! - [`baseline`]: the fine-tuning baselines Baseline and Baseline++ (Chen et al. 2019).
 //!
 //! [`registry`] lists them by name (for command lines and `metl list`).
@@ -118,7 +118,7 @@ algorithm_table! {
         "Vinyals, Blundell, Lillicrap, Kavukcuoglu & Wierstra 2016, Matching Networks for One Shot Learning";
     mod metaoptnet; "metaoptnet" => MetaOptNet(metaoptnet::MetaOptNetConfig), Metric, |_c| 0,
         |c, p| metaoptnet::MetaOptNet::new(p.model, p.params, *c)?,
-        "an embedding trained through a convex base learner fitted to the support embeddings (ridge regression)",
+        "an embedding trained through a convex base learner fitted to the support embeddings (multi-class SVM or ridge regression)",
         "Lee, Maji, Ravichandran & Soatto 2019, Meta-Learning with Differentiable Convex Optimization";
     mod baseline; "baseline" => Baseline(baseline::BaselineConfig), Pretraining, |_c| 100,
         |c, p| baseline::Baseline::new(p.model, p.params, p.features, p.train_classes, *c)?,

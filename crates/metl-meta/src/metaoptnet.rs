@@ -12,7 +12,8 @@
 //! ```
 //!
 //! The meta-gradient flows through the solution `W*`: in closed form for ridge regression
-//! ([`ridge`]). The embedding network in training mode sees support and query together, and
+//! ([`ridge`]), by implicit differentiation of the KKT conditions for the multi-class SVM
+//! ([`svm`], the head of Lee et al.'s final model and the default). The embedding network in training mode sees support and query together, and
 //! everything around the base learner — batching, episode checks, the outer loop,
 //! checkpoints, data-parallel training — is the shared [`MetricLearner`] engine: MetaOptNet
 //! is a metric learner whose [`EpisodeClassifier`] is the base learner.
@@ -22,6 +23,7 @@
 //! label smoothing.
 
 pub mod ridge;
+pub mod svm;
 
 use crate::{
     error::Result,
@@ -46,17 +48,39 @@ impl Default for RidgeConfig {
     }
 }
 
+/// Settings of the multi-class SVM base learner ([`svm`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SvmConfig {
+    /// The bound `C` > 0 of the dual variables (default 0.1, Lee et al.'s code).
+    pub c: f64,
+    /// The ridge `ε` > 0 added to the kernel's diagonal, which makes the dual strictly
+    /// convex (default 1, Lee et al.'s code).
+    pub dual_ridge: f64,
+    /// Projected-gradient iterations at most, where the active-set method needs a warm
+    /// start (default 1000).
+    pub max_iterations: usize,
+}
+
+impl Default for SvmConfig {
+    fn default() -> Self {
+        Self { c: 0.1, dual_ridge: 1.0, max_iterations: 1000 }
+    }
+}
+
 /// The convex base learner fitted to each episode's support embeddings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BaseLearner {
     /// Ridge regression onto the one-hot labels, in closed form ([`ridge`]).
     Ridge(RidgeConfig),
+    /// The Crammer–Singer multi-class SVM, its dual solved exactly ([`svm`]).
+    Svm(SvmConfig),
 }
 
 impl Default for BaseLearner {
     fn default() -> Self {
-        BaseLearner::Ridge(RidgeConfig::default())
+        BaseLearner::Svm(SvmConfig::default())
     }
 }
 
@@ -64,7 +88,7 @@ impl Default for BaseLearner {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetaOptNetConfig {
-    /// The base learner (default ridge regression with λ = 50).
+    /// The base learner (default the SVM with C = 0.1, as Lee et al.'s MetaOptNet-SVM).
     pub head: BaseLearner,
     /// The initial logit scale `s` (default 1, as Lee et al.).
     pub scale: f64,
@@ -76,7 +100,12 @@ pub struct MetaOptNetConfig {
 
 impl Default for MetaOptNetConfig {
     fn default() -> Self {
-        Self { head: BaseLearner::default(), scale: 1.0, learn_scale: true, training: MetricTraining::default() }
+        Self {
+            head: BaseLearner::default(),
+            scale: 1.0,
+            learn_scale: true,
+            training: MetricTraining::default(),
+        }
     }
 }
 
@@ -85,6 +114,10 @@ impl MetaOptNetConfig {
     pub fn validate(&self) -> Result<()> {
         match self.head {
             BaseLearner::Ridge(r) => check_lr("metaoptnet.head.lambda", r.lambda)?,
+            BaseLearner::Svm(s) => {
+                check_lr("metaoptnet.head.c", s.c)?;
+                check_lr("metaoptnet.head.dual_ridge", s.dual_ridge)?;
+            }
         }
         check_lr("metaoptnet.scale", self.scale)?;
         self.training.validate("metaoptnet.training.outer_lr", "metaoptnet.training.schedule")
@@ -118,6 +151,9 @@ impl ConvexHead {
     pub fn base_logits(&self, support: &Tensor, labels: &Tensor, query: &Tensor) -> Tensor {
         match self.base {
             BaseLearner::Ridge(r) => ridge::ridge_logits(support, labels, query, r.lambda),
+            BaseLearner::Svm(s) => {
+                svm::svm_logits(support, labels, query, s.c, s.dual_ridge, s.max_iterations)
+            }
         }
     }
 }
@@ -130,8 +166,7 @@ impl EpisodeClassifier for ConvexHead {
     /// The logit scale as `logit_scale`, when it is learned.
     fn parameters(&self) -> Params {
         if self.learned {
-            Params::from_named(vec![("logit_scale".into(), self.scale.shallow_clone())])
-                .expect("one name")
+            Params::from_named(vec![("logit_scale".into(), self.scale.shallow_clone())]).expect("one name")
         } else {
             Params::empty()
         }
@@ -147,7 +182,8 @@ impl<M: Model> MetricLearner<M, ConvexHead> {
     /// `classifier.logit_scale`.
     pub fn new(model: M, params: Params, config: MetaOptNetConfig) -> Result<Self> {
         config.validate()?;
-        let head = ConvexHead::new(config.head, config.scale, config.learn_scale, params.kind(), params.device());
+        let head =
+            ConvexHead::new(config.head, config.scale, config.learn_scale, params.kind(), params.device());
         Self::with_classifier(model, params, head, config.training)
     }
 }

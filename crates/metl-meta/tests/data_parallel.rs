@@ -2,8 +2,8 @@
 //! on loopback (c10d Gloo), each stepping on its half of every meta-batch, end with the
 //! state (meta-parameters, learned rates, optimizer moments, step count) of one process
 //! stepping on the whole meta-batches — for MAML (second and first order), Meta-SGD, ANIL,
-//! Reptile, iMAML, CAVIA, prototypical and matching networks, MetaOptNet, and the
-//! fine-tuning baseline (whose pre-training batches are split by rows).
+//! Reptile, iMAML, CAVIA, prototypical and matching networks, MetaOptNet (SVM and ridge),
+//! and the fine-tuning baseline (whose pre-training batches are split by rows).
 //!
 //! The test binary starts itself twice more with `METL_META_DP_OUT` set; the `workers`
 //! test then runs the ranks' side (without the variable it does nothing).
@@ -17,7 +17,7 @@ use metl_meta::{
     maml::{Maml, MamlConfig},
     matching::{MatchingNet, MatchingNetConfig},
     meta_sgd::{MetaSgd, MetaSgdConfig},
-    metaoptnet::{MetaOptNet, MetaOptNetConfig},
+    metaoptnet::{BaseLearner, MetaOptNet, MetaOptNetConfig, RidgeConfig},
     protonet::{ProtoNet, ProtoNetConfig},
     reptile::{Reptile, ReptileConfig},
     MetaLearner,
@@ -117,6 +117,10 @@ fn learners() -> Vec<Entry> {
     let (_vs, m, t) = mlp(vec![4, 6, 4]);
     let metaoptnet = MetaOptNet::new(m, t, MetaOptNetConfig::default()).unwrap();
     out.push(("metaoptnet", Box::new(metaoptnet), Data::Episodes, Shard::Tasks));
+    let (_vs, m, t) = mlp(vec![4, 6, 4]);
+    let config = MetaOptNetConfig { head: BaseLearner::Ridge(RidgeConfig::default()), ..Default::default() };
+    let ridge = MetaOptNet::new(m, t, config).unwrap();
+    out.push(("metaoptnet_ridge", Box::new(ridge), Data::Episodes, Shard::Tasks));
     let (_vs, m, t) = mlp(vec![4, 6, 4]);
     let baseline = Baseline::new(m, t, 4, 3, BaselineConfig::default()).unwrap();
     out.push(("baseline", Box::new(baseline), Data::Episodes, Shard::Rows));

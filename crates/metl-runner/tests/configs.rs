@@ -89,13 +89,6 @@ fn fixture_overrides(text: &str, fixtures: &Path) -> Vec<String> {
         }
         set.push(format!("data.csv.path={}", quoted(&path)));
     }
-    for (section, name) in FEW_SHOT {
-        if text.contains(section) {
-            let root = few_shot_fixture(fixtures, name);
-            let key = section.trim_start_matches('[').trim_end_matches(']');
-            set.push(format!("{key}.root={}", quoted(&root)));
-        }
-    }
     if text.contains("[data.multi_mnist]") {
         let (mnist, fashion) = (fixtures.join("mnist"), fixtures.join("fashion-mnist"));
         if !mnist.exists() {
@@ -120,6 +113,13 @@ fn fixture_overrides(text: &str, fixtures: &Path) -> Vec<String> {
         set.push(format!("data.nyuv2.root={}", quoted(&root)));
         // A narrow SegNet: the short run checks the pipeline, not the paper's network.
         set.push("model.segnet.widths=[4, 4, 4, 4, 4]".into());
+    }
+    for (section, name) in FEW_SHOT {
+        if text.contains(section) {
+            let root = few_shot_fixture(fixtures, name);
+            let key = section.trim_start_matches('[').trim_end_matches(']');
+            set.push(format!("{key}.root={}", quoted(&root)));
+        }
     }
     set
 }

@@ -19,20 +19,16 @@ fn main() {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=cpp");
-    let Some((includes, abi)) = metl_build::libtorch_cpp() else {
+    let Some(mut build) = metl_build::libtorch_cpp_build() else {
         println!(
             "cargo:warning=metl-dist: torch-sys reported no libtorch folder; the c10d shim is not built"
         );
         return;
     };
     let lib = PathBuf::from(env::var(metl_build::LIBTORCH_LIB_VAR).unwrap_or_default());
-    let mut build = cc::Build::new();
-    build.cpp(true).pic(true).warnings(false).includes(&includes);
     build
         .include("cpp/gloo_decl")
         .include("cpp")
-        .flag("-std=c++17")
-        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .define("GLOG_USE_GLOG_EXPORT", None)
         .define("USE_C10D_GLOO", None)
         .file("cpp/c10d_shim.cpp")

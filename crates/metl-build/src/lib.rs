@@ -82,6 +82,39 @@ pub fn libtorch_cpp() -> Option<(Vec<std::path::PathBuf>, String)> {
     Some((vec![include.join("torch/csrc/api/include"), include], abi))
 }
 
+/// A C++17 [`cc::Build`] set up for libtorch's headers ([`libtorch_cpp`]: include folders,
+/// ABI), position independent; `None` when `torch-sys` reported no folder.
+pub fn libtorch_cpp_build() -> Option<cc::Build> {
+    let (includes, abi) = libtorch_cpp()?;
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .pic(true)
+        .warnings(false)
+        .includes(&includes)
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"));
+    Some(build)
+}
+
+/// Compiles the package's one-file libtorch shim `file` into static library `lib` and sets
+/// `--cfg <cfg>` for the Rust code that calls it; without libtorch headers, prints a cargo
+/// warning that says `without` (what the package does then) and leaves the cfg unset.
+pub fn compile_libtorch_shim(file: &str, lib: &str, cfg: &str, without: &str) {
+    println!("cargo:rerun-if-changed={file}");
+    println!("cargo:rustc-check-cfg=cfg({cfg})");
+    match libtorch_cpp_build() {
+        Some(mut build) => {
+            build.file(file).compile(lib);
+            println!("cargo:rustc-cfg={cfg}");
+        }
+        None => {
+            let package = std::env::var("CARGO_PKG_NAME").unwrap_or_default();
+            println!("cargo:warning={package}: no libtorch headers; {without}");
+        }
+    }
+}
+
 /// Emits `METL_GIT_REVISION` (the checkout's `git rev-parse --short=12 HEAD`, with
 /// `-dirty` when the tree has changes) for `option_env!` in the package; nothing outside a
 /// git checkout or without git.

@@ -160,7 +160,9 @@ fn every_config_runs_in_a_short_version() {
         if let Some(dir) = &omniglot {
             cmd.env("METL_OMNIGLOT_DIR", dir);
         }
+        let started = std::time::Instant::now();
         let result = cmd.output().unwrap();
+        eprintln!("{}: {:.1} s", config.display(), started.elapsed().as_secs_f64());
         assert!(
             result.status.success(),
             "{} failed:\n{}",

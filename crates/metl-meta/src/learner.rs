@@ -111,6 +111,24 @@ pub trait MetaLearner {
         })
     }
 
+    /// Makes the outer update combine the per-task meta-gradients of each meta-batch with
+    /// `combiner` instead of averaging them (see [`crate::task_combiner`]); its state joins
+    /// [`MetaLearner::state`] under `task_combiner.*`. The MAML family (MAML, first-order
+    /// MAML, Meta-SGD, ANIL, MAML++) implements it; the default is an error.
+    fn set_task_combiner(
+        &mut self,
+        combiner: Box<dyn crate::task_combiner::TaskGradientCombiner>,
+    ) -> Result<()> {
+        Err(crate::MetaError::Unsupported {
+            learner: std::any::type_name::<Self>().to_owned(),
+            reason: format!(
+                "cannot weight the tasks of a meta-batch with `{}`: it does not compute per-task \
+                 meta-gradients (only the MAML family does: maml, fomaml, meta_sgd, anil, maml_plus_plus)",
+                combiner.name()
+            ),
+        })
+    }
+
     /// Writes [`MetaLearner::state`] to a safetensors file, atomically.
     fn save(&self, path: &Path) -> Result<()> {
         Ok(self.state().save_safetensors(path)?)

@@ -10,6 +10,8 @@
 //! - [`inner`]: the one inner loop (fixed, per-parameter or per-step rates; SGD, momentum or
 //!   Adam; mini-batches of the support set);
 //! - [`outer`]: the outer optimizer with its learning-rate schedule and checkpoint state;
+//! - [`task_combiner`]: combining the per-task meta-gradients of a meta-batch otherwise than
+//!   by their mean (an MTL gradient method over the tasks of the batch);
 //! - [`maml_family`]: the task-batched engine shared by the gradient-based learners;
 //! - [`metric`]: the engine shared by the metric-based learners;
 //! - [`adaptive`]: the engine of the gradient-based learners outside the MAML family (iMAML,
@@ -68,6 +70,7 @@ pub mod learner;
 pub mod maml_family;
 pub mod metric;
 pub mod outer;
+pub mod task_combiner;
 pub mod validate;
 
 pub use error::MetaError;

@@ -42,9 +42,15 @@
 //! Batch-norm running statistics are saved before and restored after the recomputation, so
 //! they end up as without checkpointing. Needs the plain SGD inner loop (momentum and Adam
 //! carry state from step to step); first-order iterations do not use it.
+//!
+//! **Task combiners** ([`MamlFamily::set_task_combiner`]). Instead of the mean over tasks,
+//! the outer step can follow any direction computed from the per-task meta-gradients
+//! `J ∈ ℝ^(T × P)` (an MTL gradient method over the tasks of the meta-batch; see
+//! [`crate::task_combiner`] and the `combined` module for how the rows are computed).
 
 mod backward;
 mod checkpointed;
+mod combined;
 mod delegate;
 mod evaluation;
 pub mod learner;
@@ -60,6 +66,7 @@ use crate::{
     inner::{InnerLoop, InnerLr, InnerOptimizer, SupportBatches},
     learner::QueryOutcome,
     outer::OuterLoop,
+    task_combiner::TaskGradientCombiner,
 };
 use metl_data::TaskBatch;
 use metl_models::{Loss, Model, Params};
@@ -124,6 +131,10 @@ pub struct MamlFamily<M: Model> {
     /// The width of the model's logits, for a classification loss (see
     /// [`MamlFamily::check_batch`]).
     classes: std::sync::OnceLock<i64>,
+    /// What replaces the mean of the per-task meta-gradients, if set (see
+    /// [`MamlFamily::set_task_combiner`]); behind a lock because the meta-gradient is
+    /// computed through `&self`.
+    combiner: Option<std::sync::Mutex<Box<dyn TaskGradientCombiner>>>,
 }
 
 impl<M: Model> std::fmt::Debug for MamlFamily<M> {
@@ -206,7 +217,18 @@ impl<M: Model> MamlFamily<M> {
         };
         let outer = outer_loop(&params, learned_lrs.as_ref(), &settings)?;
         let classes = std::sync::OnceLock::new();
-        Ok(Self { model, params, adapted, frozen, learned_lrs, loss, settings, outer, classes })
+        Ok(Self {
+            model,
+            params,
+            adapted,
+            frozen,
+            learned_lrs,
+            loss,
+            settings,
+            outer,
+            classes,
+            combiner: None,
+        })
     }
 
     /// The model.
@@ -405,15 +427,32 @@ impl<M: Model> MamlFamily<M> {
     /// The meta-loss of `batch` at meta-iteration `t` (1-based), differentiable with respect
     /// to θ and the learned rates, with the query outcome after the last inner step.
     fn meta_loss_at(&self, batch: &TaskBatch, t: u64, layout: Layout) -> Result<(Tensor, QueryOutcome)> {
+        let (start, frozen) = self.start(batch, layout);
+        let (losses, outcome) = self.task_losses_from(batch, t, layout, start, &frozen)?;
+        Ok((losses.mean(None::<Kind>), outcome))
+    }
+
+    /// Each task's share `ℓ_t` of the meta-loss of `batch` at meta-iteration `t` (`[T]`: the
+    /// query loss after the last inner step, or MAML++'s weighted sum over steps), from the
+    /// inner loop's start `start` (θ_a laid out for `layout`) with frozen weights `frozen`;
+    /// differentiable with respect to both (and the learned rates), with the query outcome
+    /// after the last inner step.
+    fn task_losses_from(
+        &self,
+        batch: &TaskBatch,
+        t: u64,
+        layout: Layout,
+        start: Params,
+        frozen: &Params,
+    ) -> Result<(Tensor, QueryOutcome)> {
         let k = self.settings.inner_steps;
         let create_graph = self.second_order_at(t);
-        let (start, frozen) = self.start(batch, layout);
         let weights = self.settings.multi_step_loss.and_then(|m| m.weights(t, k));
         let mut weighted: Option<Tensor> = None;
         let mut last = None;
         let fast = self.adapt(
             start,
-            &frozen,
+            frozen,
             self.learned_lrs.as_ref(),
             &self.support_sets(batch, k),
             0..k,
@@ -421,8 +460,8 @@ impl<M: Model> MamlFamily<M> {
             layout,
             |j, fast| {
                 if let Some(w) = &weights {
-                    let outcome = self.outcome(fast, &frozen, batch, j, layout)?;
-                    let term = outcome.loss.mean(None::<Kind>) * w[j];
+                    let outcome = self.outcome(fast, frozen, batch, j, layout)?;
+                    let term = &outcome.loss * w[j];
                     weighted = Some(match weighted.take() {
                         Some(sum) => sum + term,
                         None => term,
@@ -433,10 +472,10 @@ impl<M: Model> MamlFamily<M> {
             },
         )?;
         match (weighted, last) {
-            (Some(loss), Some(outcome)) => Ok((loss, outcome)),
+            (Some(losses), Some(outcome)) => Ok((losses, outcome)),
             _ => {
-                let outcome = self.outcome(&fast, &frozen, batch, k - 1, layout)?;
-                Ok((outcome.loss.mean(None::<Kind>), outcome))
+                let outcome = self.outcome(&fast, frozen, batch, k - 1, layout)?;
+                Ok((outcome.loss.shallow_clone(), outcome))
             }
         }
     }
@@ -452,13 +491,21 @@ impl<M: Model> MamlFamily<M> {
         self.outer.params().shallow_clone()
     }
 
-    /// The checkpoint state: the outer loop's and the model's buffers.
+    /// The checkpoint state: the outer loop's, the model's buffers and the task combiner's
+    /// (under `task_combiner.*`).
     pub fn state(&self) -> Params {
-        self.outer.state_with_buffers(&self.model)
+        let state = self.outer.state_with_buffers(&self.model);
+        match self.combiner_state() {
+            Some(combiner) if !combiner.is_empty() => state
+                .merge(&combiner.prefixed(combined::STATE_PREFIX))
+                .expect("no parameter, optimizer or buffer name starts with `task_combiner.`"),
+            _ => state,
+        }
     }
 
     /// Restores a checkpoint state.
     pub fn load_state(&mut self, state: &Params) -> Result<()> {
-        self.outer.load_state_with_buffers(state, &self.model)
+        self.outer.load_state_with_buffers(state, &self.model)?;
+        self.load_combiner_state(&state.sub(combined::STATE_PREFIX))
     }
 }

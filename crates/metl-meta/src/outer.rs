@@ -86,6 +86,20 @@ impl LrSchedule {
     }
 }
 
+/// Adds `direction` (same names and shapes as `params`) to the gradients of `params`, as the
+/// gradient of the surrogate `Σ ⟨θ, direction⟩` (which also creates gradients not yet
+/// defined).
+pub(crate) fn add_to_gradients(params: &Params, direction: &Params) -> Result<()> {
+    let surrogate = params
+        .tensors()
+        .iter()
+        .zip(direction.tensors())
+        .map(|(p, d)| (p * d.detach()).sum(Kind::Double))
+        .fold(Tensor::zeros([], (Kind::Double, params.device())), |a, b| a + b);
+    surrogate.f_backward()?;
+    Ok(())
+}
+
 /// Checks that a learning rate is finite and positive.
 pub(crate) fn check_lr(field: &'static str, lr: f64) -> Result<()> {
     if lr.is_finite() && lr > 0.0 {
@@ -210,21 +224,24 @@ impl OuterLoop {
     pub fn set_gradient(&mut self, direction: &Params) -> Result<()> {
         self.params.check_same_names(direction)?;
         self.optimizer.zero_grad();
-        let surrogate = self
-            .params
-            .tensors()
-            .iter()
-            .zip(direction.tensors())
-            .map(|(p, d)| (p * d.detach()).sum(Kind::Double))
-            .fold(Tensor::zeros([], (Kind::Double, self.params.device())), |a, b| a + b);
-        surrogate.f_backward()?;
-        Ok(())
+        add_to_gradients(&self.params, direction)
     }
 
     /// Applies one update at the scheduled rate; returns the rate used.
     pub fn step(&mut self) -> Result<f64> {
+        self.step_with(true)
+    }
+
+    /// [`OuterLoop::step`] for a gradient that is already the same on every rank (computed
+    /// from quantities all-gathered over the ranks, as a task combiner's direction): the
+    /// gradients are not averaged; the buffers are, after the update.
+    pub fn step_with_agreed_gradient(&mut self) -> Result<f64> {
+        self.step_with(false)
+    }
+
+    fn step_with(&mut self, average: bool) -> Result<f64> {
         let lr = self.lr();
-        if let Some(dp) = &self.data_parallel {
+        if let Some(dp) = self.data_parallel.as_ref().filter(|_| average) {
             self.average_gradients(dp)?;
         }
         self.optimizer.set_lr(lr);

@@ -1,7 +1,9 @@
 //! Data-parallel meta-training equals one process on the whole meta-batch: two processes
 //! on loopback (c10d Gloo), each stepping on its half of every meta-batch, end with the
 //! state (meta-parameters, learned rates, optimizer moments, step count) of one process
-//! stepping on the whole meta-batches — for MAML (second and first order), Meta-SGD, ANIL,
+//! stepping on the whole meta-batches — for MAML (second and first order, and with a task
+//! combiner that normalises the per-task meta-gradients: it sees the whole meta-batch's
+//! `J` on every rank), Meta-SGD, ANIL,
 //! Reptile, iMAML, CAVIA, prototypical and matching networks, MetaOptNet (SVM and ridge),
 //! and the fine-tuning baseline (whose pre-training batches are split by rows).
 //!
@@ -25,6 +27,9 @@ use metl_meta::{
 use metl_models::{mlp::MlpConfig, Params, TaskLoss};
 use std::{path::Path, process::Command, sync::Arc, time::Duration};
 use tch::{nn, Device, Kind, Tensor};
+
+mod common;
+use common::NormalisedMean;
 
 const OUT: &str = "METL_META_DP_OUT";
 const STEPS: u64 = 3;
@@ -66,6 +71,13 @@ fn learners() -> Vec<Entry> {
         Data::Regression,
         Shard::Tasks,
     ));
+    let (vs, m, t) = mlp(vec![1, 8, 1]);
+    let config = MamlConfig { inner_steps: 2, inner_lr: 0.05, ..MamlConfig::default() };
+    let mut combined = Maml::new(m, t, &vs, TaskLoss::Mse, config).unwrap();
+    combined
+        .set_task_combiner(Box::new(NormalisedMean { steps: 0, expect_tasks: Some(TASKS as usize) }))
+        .unwrap();
+    out.push(("maml_combined", Box::new(combined), Data::Regression, Shard::Tasks));
     let (vs, m, t) = mlp(vec![1, 8, 1]);
     let config = MamlConfig { first_order: true, ..MamlConfig::default() };
     out.push((

@@ -9,7 +9,7 @@
 use super::{outer_loop, LrRule, MamlFamily};
 use crate::{
     error::{MetaError, Result},
-    learner::StepReport,
+    learner::{QueryOutcome, StepReport},
     validate::{validate_batch, validate_classes, Targets},
 };
 use metl_data::TaskBatch;
@@ -25,6 +25,18 @@ pub(super) fn finite_meta_loss(value: f64, t: u64) -> Result<f64> {
     }
 }
 
+/// A copy of the `.grad` of `params` (zeros where none is defined).
+pub(super) fn gradients_of(params: &Params) -> Params {
+    params.map(|_, p| {
+        let g = p.grad();
+        if g.defined() {
+            g.detach().copy()
+        } else {
+            p.detach().zeros_like()
+        }
+    })
+}
+
 /// What [`MamlFamily::meta_backward`] reports.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MetaLossReport {
@@ -37,21 +49,19 @@ pub struct MetaLossReport {
 impl<M: Model> MamlFamily<M> {
     /// Back-propagates the meta-loss of `batch` at meta-iteration `t` into the `.grad` of θ
     /// and the learned rates (zeroed first); returns the meta-loss and the mean query
-    /// accuracy. Nothing is back-propagated when a loss is not finite.
+    /// accuracy. Nothing is back-propagated when a loss is not finite. With a task
+    /// combiner, `.grad` holds the combined direction instead of the mean.
     fn accumulate_meta_gradient(&self, batch: &TaskBatch, t: u64) -> Result<(f64, Option<f64>)> {
+        if let Some(combiner) = &self.combiner {
+            let result = self.combined_meta_gradient(batch, t, combiner);
+            return result.inspect_err(|_| zero_grads(self.outer.params()));
+        }
         zero_grads(self.outer.params());
         // Each part (the meta-batch, a pass of tasks, or one task) is its share of the
         // meta-loss, a mean over tasks: `parts` = T / tasks in the part.
         let result = self.per_layout(batch, |part, layout| {
             let parts = batch.num_tasks() as f64 / part.num_tasks() as f64;
-            let (value, outcome) = if self.settings.checkpointing && self.second_order_at(t) {
-                self.checkpointed_meta_backward(part, t, layout, parts)?
-            } else {
-                let (loss, outcome) = self.meta_loss_at(part, t, layout)?;
-                let value = finite_meta_loss(loss.double_value(&[]), t)?;
-                (loss / parts).f_backward()?;
-                (value, outcome)
-            };
+            let (value, outcome) = self.backward_part(part, t, layout, parts)?;
             Ok((value / parts, outcome.mean_accuracy().map(|a| a / parts)))
         });
         let parts = result.inspect_err(|_| zero_grads(self.outer.params()))?;
@@ -60,22 +70,40 @@ impl<M: Model> MamlFamily<M> {
         Ok((total, accuracy))
     }
 
+    /// Adds `1/parts` of the meta-gradient of `part` (laid out for `layout`) at
+    /// meta-iteration `t` to `.grad`; returns the part's meta-loss (its mean over tasks)
+    /// and query outcome.
+    pub(super) fn backward_part(
+        &self,
+        part: &TaskBatch,
+        t: u64,
+        layout: super::Layout,
+        parts: f64,
+    ) -> Result<(f64, QueryOutcome)> {
+        if self.settings.checkpointing && self.second_order_at(t) {
+            return self.checkpointed_meta_backward(part, t, layout, parts);
+        }
+        let (loss, outcome) = self.meta_loss_at(part, t, layout)?;
+        let value = finite_meta_loss(loss.double_value(&[]), t)?;
+        (loss / parts).f_backward()?;
+        Ok((value, outcome))
+    }
+
     /// The meta-gradient the next meta-training step would apply (before the optimizer),
     /// with respect to θ and the learned rates (named as in
     /// [`MamlFamily::meta_parameters`]), and the meta-loss; changes nothing but `.grad`.
+    /// With a task combiner, the combined direction; the combiner's state (a random
+    /// generator, a warm start) is restored afterwards.
     pub fn meta_gradient(&self, batch: &TaskBatch) -> Result<(f64, Params)> {
         self.check_batch(batch)?;
-        let (loss, _) = self.accumulate_meta_gradient(batch, self.outer.steps() + 1)?;
-        let params = self.outer.params();
-        let grads = params.map(|_, p| {
-            let g = p.grad();
-            if g.defined() {
-                g.detach().copy()
-            } else {
-                p.detach().zeros_like()
-            }
-        });
-        zero_grads(params);
+        let saved = self.combiner_state();
+        let result = self.accumulate_meta_gradient(batch, self.outer.steps() + 1);
+        if let Some(saved) = saved {
+            self.restore_combiner_state(&saved)?;
+        }
+        let (loss, _) = result?;
+        let grads = gradients_of(self.outer.params());
+        zero_grads(self.outer.params());
         Ok((loss, grads))
     }
 
@@ -140,7 +168,12 @@ impl<M: Model> MamlFamily<M> {
         self.check_batch(batch)?;
         let t = self.outer.steps() + 1;
         let (loss, accuracy) = self.accumulate_meta_gradient(batch, t)?;
-        let outer_lr = self.outer.step()?;
+        // A combined direction comes from the whole meta-batch's J, the same on every rank.
+        let outer_lr = if self.combiner.is_some() {
+            self.outer.step_with_agreed_gradient()?
+        } else {
+            self.outer.step()?
+        };
         Ok(StepReport { step: t, loss, accuracy, outer_lr })
     }
 

@@ -6,9 +6,20 @@ macro_rules! delegate_meta_learner {
     ($learner:ident) => {
         $crate::maml_family::delegate_meta_learner!($learner, |learner, batch| learner
             .family
-            .meta_train_step(batch));
+            .meta_train_step(batch), {
+            fn set_task_combiner(
+                &mut self,
+                combiner: Box<dyn $crate::task_combiner::TaskGradientCombiner>,
+            ) -> $crate::error::Result<()> {
+                self.family.set_task_combiner(combiner);
+                Ok(())
+            }
+        });
     };
     ($learner:ident, |$this:ident, $batch:ident| $train_step:expr) => {
+        $crate::maml_family::delegate_meta_learner!($learner, |$this, $batch| $train_step, {});
+    };
+    ($learner:ident, |$this:ident, $batch:ident| $train_step:expr, { $($extra:item)* }) => {
         impl<M: metl_models::Model> $crate::MetaLearner for $learner<M> {
             fn meta_train_step(
                 &mut self,
@@ -69,6 +80,8 @@ macro_rules! delegate_meta_learner {
             fn set_tasks_per_pass(&mut self, tasks: usize) -> $crate::error::Result<()> {
                 self.family.set_tasks_per_pass(tasks)
             }
+
+            $($extra)*
         }
 
         impl<M: metl_models::Model> std::ops::Deref for $learner<M> {
@@ -140,5 +153,13 @@ impl<M: metl_models::Model> crate::MetaLearner for super::MamlFamily<M> {
 
     fn set_tasks_per_pass(&mut self, tasks: usize) -> crate::error::Result<()> {
         super::MamlFamily::set_tasks_per_pass(self, tasks)
+    }
+
+    fn set_task_combiner(
+        &mut self,
+        combiner: Box<dyn crate::task_combiner::TaskGradientCombiner>,
+    ) -> crate::error::Result<()> {
+        super::MamlFamily::set_task_combiner(self, combiner);
+        Ok(())
     }
 }

@@ -73,3 +73,40 @@ pub fn directional_error(params: &Params, analytic: &Params, mut value: impl FnM
     }
     worst
 }
+
+/// `(1 + s) (1/T) Σ_t g_t / ‖g_t‖` at the combiner's `s`-th step: a task combiner that is
+/// not linear in the rows and keeps state (the step count) that checkpoints must hold.
+pub struct NormalisedMean {
+    /// Steps taken.
+    pub steps: i64,
+    /// The number of tasks every call must see, if checked (data-parallel: the whole
+    /// meta-batch on every rank).
+    pub expect_tasks: Option<usize>,
+}
+
+impl metl_meta::task_combiner::TaskGradientCombiner for NormalisedMean {
+    fn name(&self) -> &str {
+        "normalised_mean"
+    }
+
+    fn combine(
+        &mut self,
+        input: &metl_meta::task_combiner::TaskGradients<'_>,
+    ) -> metl_meta::error::Result<Tensor> {
+        if let Some(tasks) = self.expect_tasks {
+            assert_eq!(input.num_tasks(), tasks, "the combiner sees the whole meta-batch");
+        }
+        self.steps += 1;
+        let norms = input.jacobian.norm_scalaropt_dim(2, [1i64].as_slice(), true);
+        Ok((input.jacobian / norms).mean_dim(0, false, None::<Kind>) * (1.0 + self.steps as f64))
+    }
+
+    fn state(&self) -> Params {
+        Params::from_named(vec![("steps".into(), Tensor::from_slice(&[self.steps]))]).unwrap()
+    }
+
+    fn load_state(&mut self, state: &Params) -> metl_meta::error::Result<()> {
+        self.steps = state.f_get("steps")?.int64_value(&[0]);
+        Ok(())
+    }
+}

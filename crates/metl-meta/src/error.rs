@@ -46,6 +46,14 @@ pub enum MetaError {
         /// Why not.
         reason: String,
     },
+    /// A task combiner failed or returned an unusable direction.
+    #[error("task combiner `{combiner}`: {message}")]
+    Combiner {
+        /// The combiner's name.
+        combiner: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A tensor operation failed.
     #[error("tensor operation failed: {0}")]
     Tensor(#[from] tch::TchError),

@@ -111,9 +111,9 @@ impl TaskGradientCombiner for MeanOfTasks {
 pub(crate) fn check_direction(name: &str, direction: &Tensor, jacobian: &Tensor, step: u64) -> Result<()> {
     let p = jacobian.size()[1];
     if direction.size() != [p] {
-        return Err(MetaError::Unsupported {
-            learner: format!("task combiner `{name}`"),
-            reason: format!("returned a direction of shape {:?} for {p} meta-parameters", direction.size()),
+        return Err(MetaError::Combiner {
+            combiner: name.to_owned(),
+            message: format!("returned a direction of shape {:?} for {p} meta-parameters", direction.size()),
         });
     }
     let norm = direction.f_norm()?.f_double_value(&[])?;

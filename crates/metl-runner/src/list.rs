@@ -37,6 +37,22 @@ pub fn run() -> anyhow::Result<()> {
         .map(|s| Ok((s.name.to_string(), format!("{} (needs {})", s.description, s.needs_description()?))))
         .collect::<Result<Vec<(String, String)>, metl_mtl::MtlError>>()?;
     section("multi-task weighting strategies", "[mtl] strategy = { name = \"<name>\" }", &strategies);
+    let meta_batch = STRATEGIES
+        .iter()
+        .map(|s| {
+            let config = metl_mtl::StrategyConfig::default_for(s.name)?;
+            let verdict = match crate::experiment::task_weighting::refusal_reason(&config) {
+                None => "yes".to_owned(),
+                Some(reason) => format!("no: it {reason}"),
+            };
+            Ok((s.name.to_string(), verdict))
+        })
+        .collect::<Result<Vec<(String, String)>, metl_mtl::MtlError>>()?;
+    section(
+        "weighting the tasks of a MAML-family meta-batch",
+        "[task_weighting] name = \"<name>\"",
+        &meta_batch,
+    );
     section(
         "task losses (chosen by each task's kind)",
         "data: regression, classification, binary, segmentation, depth, normals",

@@ -33,6 +33,7 @@ pub mod data;
 pub mod few_shot;
 pub mod meta;
 pub mod mtl;
+pub mod task_weighting;
 
 use crate::{error::bad_input, zoo::BackboneConfig};
 use data::DataConfig;
@@ -78,6 +79,11 @@ pub struct Experiment {
     /// Multi-task learning (exclusive with `meta`).
     #[serde(default)]
     pub mtl: Option<MtlConfig>,
+    /// `[task_weighting]`: an MTL strategy (`name = "pcgrad"`, ...) combining the per-task
+    /// meta-gradients of each meta-batch instead of their mean (MAML family only; see
+    /// [`task_weighting`]).
+    #[serde(default)]
+    pub task_weighting: Option<metl_mtl::StrategyConfig>,
 }
 
 fn default_log_every() -> u64 {
@@ -287,11 +293,18 @@ impl Experiment {
                 Err(bad_input("no [meta.<algorithm>] or [mtl] section: say what to train (see `metl list`)"))
             }
             (Some(algorithm), None) => self.validate_meta(algorithm),
+            (None, Some(_)) if self.task_weighting.is_some() => Err(bad_input(
+                "[task_weighting] weights the tasks of a meta-batch: it needs [meta.<algorithm>]; an [mtl] \
+                 experiment names its strategy in [mtl] strategy",
+            )),
             (None, Some(mtl)) => mtl.validate(&self.data),
         }
     }
 
     fn validate_meta(&self, algorithm: &AlgorithmConfig) -> anyhow::Result<()> {
+        if let Some(reason) = self.task_weighting.as_ref().and_then(task_weighting::refusal) {
+            return Err(bad_input(reason));
+        }
         let train = self.train_episodes();
         train.validate().map_err(|e| bad_input(format!("episodes: {e}")))?;
         let test = self.test_episodes();

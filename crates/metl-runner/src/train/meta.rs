@@ -12,6 +12,7 @@ use crate::{
             PretrainStream, Shard, SinusoidStream,
         },
         meta::{build_learner, Output},
+        task_weighting::StrategyCombiner,
         Experiment,
     },
     interrupt,
@@ -100,7 +101,14 @@ pub fn learner_for(
     };
     tch::manual_seed(exp.seed as i64);
     let backbone = exp.model.build().map_err(bad_input)?;
-    Ok((build_learner(algorithm, backbone, &input_shape, output, train_classes, device)?, input_shape))
+    let mut learner = build_learner(algorithm, backbone, &input_shape, output, train_classes, device)?;
+    if let Some(strategy) = &exp.task_weighting {
+        let combiner = StrategyCombiner::new(strategy.clone(), stream_seed(exp.seed, 6), device)?;
+        learner
+            .set_task_combiner(Box::new(combiner))
+            .map_err(|e| bad_input(format!("task_weighting with meta.{}: {e}", algorithm.name())))?;
+    }
+    Ok((learner, input_shape))
 }
 
 /// A stream of meta-batches of `split` starting at meta-batch `start`, `shard`'s share of

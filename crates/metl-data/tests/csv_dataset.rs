@@ -9,7 +9,11 @@ use metl_data::{
     multitask::{CsvConfig, CsvDataset, CsvImage, CsvTask, CsvTaskKind, MultiTaskLoader, TaskKind},
     MultiTaskDataset, Split,
 };
-use std::{fs, path::PathBuf};
+use std::{
+    fs,
+    path::PathBuf,
+    sync::atomic::{AtomicUsize, Ordering},
+};
 use tch::Device;
 
 fn task(column: &str, kind: CsvTaskKind) -> CsvTask {
@@ -25,8 +29,11 @@ sqft,rooms,price,kind,sold,split
 500,5,50,house,0,test
 ";
 
+/// Writes `text` as `data.csv` in a folder of its own: tests run in parallel, and one
+/// rewriting a file another reads would make either fail.
 fn write(name: &str, text: &str) -> PathBuf {
-    let dir = temp_dir(name);
+    static WRITES: AtomicUsize = AtomicUsize::new(0);
+    let dir = temp_dir(&format!("{name}-{}", WRITES.fetch_add(1, Ordering::Relaxed)));
     let path = dir.join("data.csv");
     fs::write(&path, text).unwrap();
     path

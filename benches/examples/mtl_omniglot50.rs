@@ -18,7 +18,11 @@
 //! (20000; single-task models train `--single-steps`, default 2000 each), `--batch` (256),
 //! `--threads` (libtorch threads, 2),
 //! `--lr` (Adam, 1e-3), `--eval-every` (1000), `--device` (`cpu`, `cuda`, `cuda:N`), `--out`.
-//! Writes `results.json` and `table.md`.
+//! Writes `results.json` and `table.md`, with each model's training wall time.
+//!
+//! A long table survives interruptions: `results.json` is rewritten (atomically) after every
+//! model, and a rerun with the same `--out` and the same settings keeps the models it holds
+//! (each single-task model, each architecture/strategy pair) and trains only the others.
 
 use metl_data::{
     multitask::{MultiTaskLoader, Omniglot50, Omniglot50Config},
@@ -161,6 +165,53 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
 
+/// `results.json`: the settings and one entry per trained model, rewritten after each model
+/// so that a rerun with the same settings continues where an interrupted one stopped.
+struct Results {
+    path: PathBuf,
+    settings: serde_json::Value,
+    entries: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Results {
+    /// The entries already in `out/results.json` when its settings are `settings`, else none.
+    fn open(out: &std::path::Path, settings: serde_json::Value) -> Result<Self, Box<dyn std::error::Error>> {
+        let path = out.join("results.json");
+        let mut entries = serde_json::Map::new();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let old: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            if old.get("settings") == Some(&settings) {
+                if let Some(serde_json::Value::Object(kept)) = old.get("models") {
+                    entries = kept.clone();
+                }
+                eprintln!("{}: keeping {} trained models", path.display(), entries.len());
+            } else {
+                eprintln!("{}: other settings, starting over", path.display());
+            }
+        }
+        Ok(Self { path, settings, entries })
+    }
+
+    /// The test errors per task of a model trained before, and its entry.
+    fn get(&self, key: &str) -> Option<(Vec<f64>, &serde_json::Value)> {
+        let entry = self.entries.get(key)?;
+        let errors =
+            entry.get("test_errors")?.as_array()?.iter().map(|e| e.as_f64()).collect::<Option<_>>()?;
+        Some((errors, entry))
+    }
+
+    /// Records `entry` under `key` and rewrites the file (a temporary file renamed over it).
+    fn put(&mut self, key: String, entry: serde_json::Value) -> Result<(), Box<dyn std::error::Error>> {
+        self.entries.insert(key, entry);
+        let all = serde_json::json!({ "settings": self.settings, "models": self.entries });
+        let partial = self.path.with_extension("json.partial");
+        std::fs::write(&partial, serde_json::to_string_pretty(&all)?)?;
+        std::fs::rename(&partial, &self.path)?;
+        Ok(())
+    }
+}
+
 /// Trains `model` with `strategy` on `train` batches from `next_batch`; returns the test
 /// errors per task at the evaluation with the best mean validation error.
 #[allow(clippy::too_many_arguments)]
@@ -223,9 +274,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let tasks: Vec<usize> = only.map_or((0..t).collect(), |i| vec![i]);
         Ok(tasks.iter().map(|&i| LinearHead::new(features, classes[i])).collect::<Result<_, _>>()?)
     };
-    let mut results = serde_json::Map::new();
+    let settings = serde_json::json!({
+        "image_size": args.image_size, "experts": args.experts, "steps": args.steps,
+        "single_steps": args.single_steps, "batch": args.batch, "lr": args.lr,
+        "eval_every": args.eval_every, "device": format!("{:?}", args.device),
+    });
+    let mut results = Results::open(&args.out, settings)?;
     let mut baseline: Option<Vec<f64>> = None;
-    let mut table = String::from("| model | strategy | mean test error | Δm% LibMTL (↑) | Δm% flat (↓) | best step |\n| --- | --- | --- | --- | --- | --- |\n");
+    let mut table = String::from("| model | strategy | mean test error | Δm% LibMTL (↑) | Δm% flat (↓) | best step | minutes |\n| --- | --- | --- | --- | --- | --- | --- |\n");
     let sample = |batch: &MultiTaskBatch, n: usize| {
         rows(batch, &Tensor::randint(batch.len() as i64, [n as i64], (Kind::Int64, args.device)))
     };
@@ -235,7 +291,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 // One hard-sharing network with a single head per task, on that task's rows.
                 let mut errors = Vec::with_capacity(t);
                 let ids = train_all.task_ids.as_ref().ok_or("Omniglot-50 batches carry task ids")?;
+                let mut seconds = 0.0;
                 for task in 0..t {
+                    let key = format!("single/{task}");
+                    if let Some((e, entry)) = results.get(&key) {
+                        errors.push(e[0]);
+                        seconds += entry["seconds"].as_f64().unwrap_or(0.0);
+                        continue;
+                    }
+                    let trained = std::time::Instant::now();
                     tch::manual_seed(task as i64);
                     let own = ids.eq(task as i64).nonzero().squeeze_dim(1);
                     let mine = rows(&train_all, &own);
@@ -266,38 +330,58 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         &test_t,
                     )?;
                     errors.push(e[0]);
-                    eprintln!("single-task {task}: test error {:.2} %", 100.0 * e[0]);
+                    let spent = trained.elapsed().as_secs_f64();
+                    seconds += spent;
+                    eprintln!("single-task {task}: test error {:.2} % ({spent:.0} s)", 100.0 * e[0]);
+                    results.put(key, serde_json::json!({ "test_errors": e, "seconds": spent }))?;
                 }
                 writeln!(
                     table,
-                    "| single-task | — | {:.2} % | 0 | 0 | {} |",
+                    "| single-task | — | {:.2} % | 0 | 0 | {} | {:.0} |",
                     100.0 * mean(&errors),
-                    args.single_steps
+                    args.single_steps,
+                    seconds / 60.0
                 )?;
-                results.insert("single".into(), serde_json::json!({ "test_errors": errors }));
                 baseline = Some(errors);
             }
             "hard" | "mmoe" => {
                 for strategy in &args.strategies {
-                    tch::manual_seed(0);
-                    let vs = nn::VarStore::new(args.device);
-                    let mut loader = MultiTaskLoader::new(&data, Split::Train, args.batch, Some(1))?;
-                    let next = || -> Result<MultiTaskBatch, Box<dyn std::error::Error>> {
-                        Ok(loader.next_batch(args.device)?)
-                    };
-                    let (errors, best) = if arch == "hard" {
-                        let model = HardSharing::new(conv4.clone(), heads(None)?);
-                        let params = model.init(&vs.root().sub("model"))?;
-                        train(model, &vs, params, strategy, args.steps, &args, next, &val, &test)?
-                    } else {
-                        let model = Mmoe::new(
-                            &conv4,
-                            heads(None)?,
-                            &[1, size, size],
-                            MmoeConfig { num_experts: args.experts },
-                        )?;
-                        let params = model.init(&vs.root().sub("model"))?;
-                        train(model, &vs, params, strategy, args.steps, &args, next, &val, &test)?
+                    let key = format!("{arch}/{strategy}");
+                    let trained = std::time::Instant::now();
+                    let (errors, best, seconds) = match results.get(&key) {
+                        Some((errors, entry)) => (
+                            errors,
+                            entry["best_step"].as_u64().unwrap_or(0) as usize,
+                            entry["seconds"].as_f64().unwrap_or(0.0),
+                        ),
+                        None => {
+                            tch::manual_seed(0);
+                            let vs = nn::VarStore::new(args.device);
+                            let mut loader = MultiTaskLoader::new(&data, Split::Train, args.batch, Some(1))?;
+                            let next = || -> Result<MultiTaskBatch, Box<dyn std::error::Error>> {
+                                Ok(loader.next_batch(args.device)?)
+                            };
+                            let (errors, best) = if arch == "hard" {
+                                let model = HardSharing::new(conv4.clone(), heads(None)?);
+                                let params = model.init(&vs.root().sub("model"))?;
+                                train(model, &vs, params, strategy, args.steps, &args, next, &val, &test)?
+                            } else {
+                                let model = Mmoe::new(
+                                    &conv4,
+                                    heads(None)?,
+                                    &[1, size, size],
+                                    MmoeConfig { num_experts: args.experts },
+                                )?;
+                                let params = model.init(&vs.root().sub("model"))?;
+                                train(model, &vs, params, strategy, args.steps, &args, next, &val, &test)?
+                            };
+                            let seconds = trained.elapsed().as_secs_f64();
+                            results.put(
+                        key,
+                        serde_json::json!({ "test_errors": errors, "best_step": best, "seconds": seconds }),
+                    )?;
+                            (errors, best, seconds)
+                        }
                     };
                     let (libmtl, flat) = match &baseline {
                         Some(b) => {
@@ -317,20 +401,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     };
                     writeln!(
                         table,
-                        "| {arch} | {strategy} | {:.2} % | {libmtl} | {flat} | {best} |",
-                        100.0 * mean(&errors)
+                        "| {arch} | {strategy} | {:.2} % | {libmtl} | {flat} | {best} | {:.0} |",
+                        100.0 * mean(&errors),
+                        seconds / 60.0
                     )?;
-                    eprintln!("{arch} {strategy}: mean test error {:.2} %", 100.0 * mean(&errors));
-                    results.insert(
-                        format!("{arch}/{strategy}"),
-                        serde_json::json!({ "test_errors": errors, "best_step": best }),
+                    eprintln!(
+                        "{arch} {strategy}: mean test error {:.2} % ({seconds:.0} s)",
+                        100.0 * mean(&errors)
                     );
                 }
             }
             other => return Err(format!("unknown architecture {other}: single, hard or mmoe").into()),
         }
     }
-    std::fs::write(args.out.join("results.json"), serde_json::to_string_pretty(&results)?)?;
     std::fs::write(args.out.join("table.md"), &table)?;
     println!("{table}");
     Ok(())

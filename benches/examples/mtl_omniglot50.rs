@@ -376,10 +376,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                                 train(model, &vs, params, strategy, args.steps, &args, next, &val, &test)?
                             };
                             let seconds = trained.elapsed().as_secs_f64();
-                            results.put(
-                        key,
-                        serde_json::json!({ "test_errors": errors, "best_step": best, "seconds": seconds }),
-                    )?;
+                            let entry = serde_json::json!({
+                                "test_errors": errors, "best_step": best, "seconds": seconds,
+                            });
+                            results.put(key, entry)?;
                             (errors, best, seconds)
                         }
                     };

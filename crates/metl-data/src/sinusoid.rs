@@ -177,6 +177,12 @@ pub struct SinusoidBatches {
 }
 
 impl SinusoidBatches {
+    /// The queue depth for [`SinusoidBatches::prefetch`] that `metl train` and `metl bench`
+    /// use. A batch is a few kilobytes and a MAML step on it about a millisecond, so a
+    /// deep queue costs nothing and rides out the prefetch thread's waits for a core that
+    /// libtorch's compute threads hold.
+    pub const PREFETCH_DEPTH: usize = 64;
+
     /// Batches of `tasks` tasks with `support` and `query` points each, from batch 0.
     pub fn new(
         config: SinusoidConfig,

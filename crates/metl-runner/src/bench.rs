@@ -10,7 +10,9 @@ use crate::{
     experiment::data::resolve_omniglot_root,
     memory::{MemoryBudget, PassSizer},
 };
-use metl_data::{ClassPool, EpisodeConfig, EpisodeSampler, Omniglot, OmniglotConfig};
+use metl_data::{
+    sinusoid::SinusoidBatches, ClassPool, EpisodeConfig, EpisodeSampler, Omniglot, OmniglotConfig,
+};
 use metl_dist::{Collective, Timed};
 use metl_meta::{
     maml::{Maml, MamlConfig},
@@ -254,8 +256,8 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
             let config = MamlConfig { first_order: options.first_order, ..Default::default() };
             let mut maml = Maml::new(mlp, theta, &vs, TaskLoss::Mse, config)?;
             // Tasks drawn ahead on a thread, as `metl train` does.
-            let mut tasks = metl_data::sinusoid::SinusoidBatches::new(Default::default(), 0, 25, 10, 10)?
-                .prefetch(2, device);
+            let mut tasks = SinusoidBatches::new(Default::default(), 0, 25, 10, 10)?
+                .prefetch(SinusoidBatches::PREFETCH_DEPTH, device);
             let w = Rc::clone(&wait);
             let step = move || -> anyhow::Result<f64> {
                 let batch = timed(&w, || tasks.next_batch())?;

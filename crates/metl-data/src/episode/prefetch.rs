@@ -4,8 +4,9 @@
 use super::{Episode, EpisodeSampler};
 use crate::{error::Result, image::ClassImages, TaskBatch};
 use std::{
-    sync::mpsc::{sync_channel, Receiver},
+    sync::mpsc::{sync_channel, Receiver, TrySendError},
     thread::JoinHandle,
+    time::Duration,
 };
 use tch::Device;
 
@@ -15,6 +16,12 @@ use tch::Device;
 /// The thread samples, gathers and converts meta-batches into [`TaskBatch`]es on the
 /// device, keeping at most `depth` ready in a bounded queue. The sequence of batches is
 /// the source's, unchanged. Dropping the prefetcher stops the thread.
+///
+/// When the queue is full the thread sleeps and retries ([`Prefetcher::POLL`]) instead of
+/// blocking on the queue: a blocked producer is woken by the consumer's receive, and the
+/// kernel then tends to run it on the consumer's core at once, so the training step waited
+/// out the production of the next batch after all (`metl bench maml-sinusoid`: 3.6–9 % of
+/// each step spent waiting for data when blocking, 0.03–0.05 % polling).
 #[derive(Debug)]
 pub struct Prefetcher {
     receiver: Option<Receiver<Prepared>>,
@@ -24,6 +31,9 @@ pub struct Prefetcher {
 type Prepared = (Result<TaskBatch>, Vec<Episode>);
 
 impl Prefetcher {
+    /// How long the thread sleeps before it retries a full queue.
+    pub const POLL: Duration = Duration::from_millis(1);
+
     pub(crate) fn spawn<D>(mut sampler: EpisodeSampler<D>, depth: usize, device: Device) -> Self
     where
         D: ClassImages + Send + Sync + 'static + ?Sized,
@@ -50,7 +60,17 @@ impl Prefetcher {
             .name("metl-prefetch".into())
             .spawn(move || {
                 // Ends when the receiver is dropped.
-                while sender.send(produce()).is_ok() {}
+                let mut ready = produce();
+                loop {
+                    match sender.try_send(ready) {
+                        Ok(()) => ready = produce(),
+                        Err(TrySendError::Full(back)) => {
+                            ready = back;
+                            std::thread::sleep(Self::POLL);
+                        }
+                        Err(TrySendError::Disconnected(_)) => break,
+                    }
+                }
             })
             .expect("spawning the prefetch thread");
         Self { receiver: Some(receiver), worker: Some(worker) }
@@ -94,7 +114,7 @@ impl Iterator for Prefetcher {
 
 impl Drop for Prefetcher {
     fn drop(&mut self) {
-        // Disconnect first, so that a worker blocked on a full queue wakes up and stops.
+        // Disconnect first, so that a worker waiting on a full queue sees it and stops.
         drop(self.receiver.take());
         if let Some(worker) = self.worker.take() {
             let _ = worker.join();

@@ -546,7 +546,7 @@ impl SinusoidStream {
             SinusoidBatches::new(config, seed, episodes.meta_batch, episodes.shots, episodes.queries)
                 .map_err(bad_input)?;
         batches.seek(start);
-        Ok(Self { batches: batches.prefetch(2, device) })
+        Ok(Self { batches: batches.prefetch(SinusoidBatches::PREFETCH_DEPTH, device) })
     }
 }
 

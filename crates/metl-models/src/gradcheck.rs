@@ -46,6 +46,11 @@ pub struct GradCheckReport {
 }
 
 impl GradCheckReport {
+    /// The largest magnitude among the derivatives, autograd's or finite differences'.
+    pub fn scale(&self) -> f64 {
+        self.derivatives.iter().map(|&(a, n)| a.abs().max(n.abs())).fold(0.0, f64::max)
+    }
+
     /// The largest `|a − n| / max(|a|, |n|, floor)` over the directions.
     pub fn max_relative_error(&self, floor: f64) -> f64 {
         self.derivatives

@@ -35,22 +35,16 @@ impl Layout {
 /// Images `[B, C, H, W]` in the memory format of the [`crate::batching`] policy for a pass
 /// whose largest activation takes `bytes` bytes.
 ///
-/// One-channel images (Omniglot) are laid out the same in both formats, and a contiguous
-/// `[B, 1, H, W]` tensor has NCHW strides, which libtorch reads as NCHW: its convolution
-/// would then keep every later activation NCHW too. They get channels-last strides on the
-/// same memory (a view) instead, so that the first convolution's output, and everything
-/// after it, is channels-last.
+/// Channels-last strides are set explicitly on the NHWC data rather than by permuting back:
+/// for one-channel images (Omniglot) the NHWC copy is a no-op that keeps NCHW strides, which
+/// libtorch reads as NCHW, and its convolution would then keep every later activation NCHW.
 pub(crate) fn images_to_conv_format(x: &Tensor, bytes: usize) -> Tensor {
     if !task_batching().channels_last(x.device(), bytes) {
         return x.shallow_clone();
     }
     let s = x.size();
-    if s.len() == 4 && s[1] == 1 && x.is_contiguous() {
-        let (h, w) = (s[2], s[3]);
-        x.as_strided(s.as_slice(), [h * w, 1, w, 1], None)
-    } else {
-        x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
-    }
+    let (c, h, w) = (s[1], s[2], s[3]);
+    x.permute([0, 2, 3, 1]).contiguous().as_strided(s.as_slice(), [h * w * c, 1, w * c, c], None)
 }
 
 /// Task-stacked images `[T, B, C, H, W]` in the task-batched layout `[B, T·C, H, W]`, in
@@ -267,20 +261,22 @@ mod tests {
     }
 
     /// Under a channels-last policy the first convolution's output is channels-last for
-    /// one-channel and three-channel images alike, with the same values as in NCHW.
+    /// one-channel and three-channel images alike, contiguous or sliced, with the same
+    /// values as in NCHW.
     #[test]
     fn images_in_channels_last_make_channels_last_convolutions() {
         use crate::batching::{set_task_batching, ConvFormat, TaskBatching};
-        for c in [1, 3] {
-            let x = Tensor::randn([6, c, 9, 7], (Kind::Double, Device::Cpu));
+        for (c, sliced) in [(1, false), (3, false), (1, true)] {
+            let x = Tensor::randn([6, c, 9, 8], (Kind::Double, Device::Cpu));
+            let x = if sliced { x.narrow(3, 1, 7) } else { x };
             let w = Tensor::randn([8, c, 3, 3], (Kind::Double, Device::Cpu));
             let conv = |x: &Tensor| x.conv2d(&w, None::<Tensor>, [1, 1], [1, 1], [1, 1], 1);
             let expected = conv(&x);
             set_task_batching(TaskBatching { format: ConvFormat::ChannelsLast, chunk_bytes: None });
             let y = conv(&images_to_conv_format(&x, 0));
             set_task_batching(TaskBatching::default());
-            assert_eq!(y.stride()[1], 1, "{c} channel(s): strides {:?}", y.stride());
-            assert!(max_error(&y, &expected) < 1e-12, "{c} channel(s)");
+            assert_eq!(y.stride()[1], 1, "{c} channel(s), sliced {sliced}: strides {:?}", y.stride());
+            assert!(max_error(&y, &expected) < 1e-12, "{c} channel(s), sliced {sliced}");
         }
     }
 

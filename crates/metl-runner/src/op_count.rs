@@ -40,26 +40,3 @@ pub fn count<T>(work: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(T, 
         anyhow::bail!("this metl was built without libtorch's headers: operators cannot be counted")
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tch::{Kind, Tensor};
-
-    #[test]
-    fn counts_the_operators_and_autograd_nodes_of_a_small_graph() {
-        let x = Tensor::ones([3], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
-        let ((), counted) = count(|| {
-            let y = (&x * 2.0).sum(Kind::Float);
-            y.backward();
-            Ok(())
-        })
-        .unwrap();
-        // mul and sum forward, their backward nodes (and the accumulation into x.grad).
-        assert!(counted.operators >= 2, "{counted:?}");
-        assert!((2..=4).contains(&counted.autograd_nodes), "{counted:?}");
-        // Nothing is counted after the end.
-        let ((), none) = count(|| Ok(())).unwrap();
-        assert_eq!(none, OpCount::default());
-    }
-}

@@ -158,6 +158,11 @@ const BATCHED_ENTRIES: i64 = 1 << 25;
 /// `(∂z/∂θ)ᵀ δₜ` of every task in one batched pass from the representation `encoded` (or
 /// a few: at most `entries` entries of cotangents each, see [`BATCHED_ENTRIES`]), plus each
 /// task's gradients of shared parameters used after it.
+///
+/// A task whose cotangent is exactly zero (no sample of it in the batch, e.g. an alphabet
+/// absent from a mixed batch of Omniglot-50) is not sent through the encoder: the pass is
+/// linear in `δₜ`, so its encoder part is exactly zero. With a per-task traversal that is one
+/// encoder backward pass saved per absent task.
 fn through_encoder(
     shared: &Params,
     passes: &[TaskPass],
@@ -169,35 +174,47 @@ fn through_encoder(
     let inputs: Vec<&Tensor> = params.iter().collect();
     let k = passes.len() as i64;
     let width = params.iter().map(|p| p.numel() as i64).sum::<i64>();
-    // Every entry is written below.
-    let jacobian = Tensor::f_empty([k, width], (shared.kind(), shared.device()))?;
     let reached = encoded.requires_grad() && passes.iter().any(|p| p.leaf.is_some());
     let cotangents = if reached { Some(leaf_rows(passes, leaf)?.f_to_kind(encoded.kind())?) } else { None };
-    let chunk = (entries / (encoded.numel() as i64).max(1)).clamp(1, k);
-    for start in (0..k).step_by(chunk as usize) {
-        let rows = chunk.min(k - start);
-        let encoder: Vec<Option<Tensor>> = match &cotangents {
-            Some(c) => {
-                let c = c.f_narrow(0, start, rows)?;
-                match batched_vjp(&[encoded], &[&c], &inputs) {
-                    Ok(Some(grads)) => grads,
-                    Ok(None) | Err(_) => encoder_per_task(encoded, &c, params)?,
-                }
+    // The tasks with a nonzero cotangent (NaNs count as nonzero and travel on).
+    let live: Vec<i64> = match &cotangents {
+        Some(c) => {
+            let nonzero = Vec::<bool>::try_from(c.f_reshape([k, -1])?.f_ne(0.0)?.f_any_dim(1, false)?)?;
+            (0..k).filter(|&t| nonzero[t as usize]).collect()
+        }
+        None => Vec::new(),
+    };
+    // Every entry of a live row is written below; the others stay zero.
+    let options = (shared.kind(), shared.device());
+    let jacobian = if live.len() as i64 == k {
+        Tensor::f_empty([k, width], options)?
+    } else {
+        Tensor::f_zeros([k, width], options)?
+    };
+    let chunk = (entries / (encoded.numel() as i64).max(1)).clamp(1, k) as usize;
+    if let Some(c) = &cotangents {
+        for tasks in live.chunks(chunk) {
+            let rows = Tensor::f_from_slice(tasks)?.f_to(c.device())?;
+            let c = if tasks.len() as i64 == k { c.shallow_clone() } else { c.f_index_select(0, &rows)? };
+            let encoder = match batched_vjp(&[encoded], &[&c], &inputs) {
+                Ok(Some(grads)) => grads,
+                Ok(None) | Err(_) => encoder_per_task(encoded, &c, params)?,
+            };
+            let rows = rows.f_to(jacobian.device())?;
+            let mut offset = 0;
+            for (p, from_encoder) in params.iter().zip(encoder) {
+                let n = p.numel() as i64;
+                let mut block = jacobian.f_narrow(1, offset, n)?;
+                let _ = match from_encoder {
+                    Some(g) => block.f_index_copy_(
+                        0,
+                        &rows,
+                        &g.f_reshape([tasks.len() as i64, n])?.f_to_kind(block.kind())?,
+                    )?,
+                    None => block.f_index_fill_(0, &rows, 0.0)?,
+                };
+                offset += n;
             }
-            None => params.iter().map(|_| None).collect(),
-        };
-        let mut offset = 0;
-        for (p, from_encoder) in params.iter().zip(encoder) {
-            let n = p.numel() as i64;
-            let mut block = jacobian.f_narrow(0, start, rows)?.f_narrow(1, offset, n)?;
-            match from_encoder {
-                // Into the block's `[rows, ...shape]` view: one copy, whatever `g`'s strides.
-                Some(g) => block.f_view(g.size().as_slice())?.f_copy_(&g)?,
-                None => {
-                    let _ = block.f_zero_()?;
-                }
-            }
-            offset += n;
         }
     }
     // Shared parameters used after the representation.
@@ -301,6 +318,54 @@ mod tests {
         let chunked = through_encoder(&params, &passes, &r.encoded, &r.leaf, 40).unwrap();
         assert!(f64::try_from((&whole - &chunked).abs().max()).unwrap() < 1e-12);
         assert!(f64::try_from(whole.abs().max()).unwrap() > 0.0);
+    }
+
+    #[test]
+    fn tasks_absent_from_the_batch_get_zero_rows_and_the_others_their_gradients() {
+        // Task t's loss reads sample t only; tasks 4 and 5 have no sample in the batch (their
+        // masked losses are zero, and so are their cotangents). Conv4 (per-task passes) and
+        // an MLP (batched pass), each against one backward pass per loss through the
+        // undetached network.
+        fn loss(z: &Tensor, t: i64) -> Tensor {
+            let mask = Tensor::arange(4, (Kind::Double, Device::Cpu)).eq(t as f64).to_kind(Kind::Double);
+            let per_sample = z.flatten(1, -1).tanh().sum_dim_intlist(1, false, Kind::Double) * (t + 1) as f64;
+            (per_sample * mask).sum(Kind::Double)
+        }
+        fn check<M: Model>(what: &str, encoder: M, shape: &[i64]) {
+            let mut vs = nn::VarStore::new(Device::Cpu);
+            let params = encoder.init(&vs.root()).unwrap();
+            vs.double();
+            let mut size = vec![4];
+            size.extend_from_slice(shape);
+            let x = Tensor::linspace(-1.0, 1.0, size.iter().product::<i64>(), (Kind::Double, Device::Cpu))
+                .reshape(size.as_slice());
+            let r = crate::Representation::detach(encoder.forward(&params, &x, true));
+            let tasks = [0, 4, 1, 5, 3, 2];
+            let passes = tasks
+                .iter()
+                .map(|&t| {
+                    TaskPass::run(Some(&loss(&r.leaf, t)), Some(&r.leaf), &[], params.tensors()).unwrap()
+                })
+                .collect::<Vec<_>>();
+            let jacobian = through_encoder(&params, &passes, &r.encoded, &r.leaf, BATCHED_ENTRIES).unwrap();
+            let inputs: Vec<&Tensor> = params.tensors().iter().collect();
+            for (row, &t) in tasks.iter().enumerate() {
+                let grads = Tensor::run_backward(&[loss(&r.encoded, t)], &inputs, true, false);
+                let flat: Vec<Tensor> =
+                    defined_or_zeros(&grads, params.tensors()).iter().map(|g| g.flatten(0, -1)).collect();
+                let expected = Tensor::cat(&flat, 0);
+                let got = jacobian.get(row as i64);
+                let scale = f64::try_from(expected.abs().max()).unwrap();
+                let err = f64::try_from((&got - &expected).abs().max()).unwrap();
+                if t >= 4 {
+                    assert_eq!(f64::try_from(got.abs().max()).unwrap(), 0.0, "{what}: task {t} is absent");
+                } else {
+                    assert!(scale > 0.0 && err <= 1e-10 * scale, "{what}, task {t}: {err:e} of {scale:e}");
+                }
+            }
+        }
+        check("Conv4", Conv4Config::new(1).with_hidden(4).build().unwrap(), &[1, 16, 16]);
+        check("MLP", MlpConfig::new([5, 8, 6]).build().unwrap(), &[5]);
     }
 
     #[test]

@@ -23,6 +23,11 @@ use metl_models::{
 use tch::{nn, Device, Kind, Tensor};
 
 /// A smooth 1-4-1 tanh network in float64 (11 parameters) and its VarStore.
+///
+/// Drawn from libtorch's global generator, which the tests of this binary share on
+/// parallel threads: one may draw between another's seeding and its initialisation, so two
+/// calls with the same seed need not give the same weights. A test that compares two
+/// learners runs both on the parameters of one call.
 fn tiny_net(seed: i64) -> (nn::VarStore, Mlp, Params) {
     tch::manual_seed(seed);
     let mut vs = nn::VarStore::new(Device::Cpu);
@@ -78,15 +83,15 @@ fn maml_meta_gradient_matches_finite_differences_for_one_and_several_steps() {
     for (steps, inner_lr) in [(1, 0.3), (3, 0.2)] {
         let (vs, mlp, params) = tiny_net(0);
         let config = MamlConfig { inner_lr, inner_steps: steps, ..Default::default() };
-        let maml = Maml::new(mlp, params.shallow_clone(), &vs, TaskLoss::Mse, config).unwrap();
+        let maml = Maml::new(mlp.clone(), params.shallow_clone(), &vs, TaskLoss::Mse, config).unwrap();
         let b = batch(1);
         let (_, analytic) = maml.meta_gradient(&b).unwrap();
         let numeric = finite_differences(&params, || meta_loss_value(&maml, &b));
         let err = relative_error(&analytic, &numeric);
         assert!(err < 1e-6, "{steps} step(s): relative error {err:e}");
-        // The second-order terms matter here: first order differs clearly.
+        // The second-order terms matter here: first order differs clearly, on the same
+        // weights (a second `tiny_net(0)` need not have them: see `tiny_net`).
         let config = MamlConfig { first_order: true, ..config };
-        let (vs, mlp, params) = tiny_net(0);
         let fomaml = Maml::new(mlp, params, &vs, TaskLoss::Mse, config).unwrap();
         let (_, first_order) = fomaml.meta_gradient(&b).unwrap();
         assert!(relative_error(&first_order, &numeric) > 1e-3, "{steps} step(s)");
@@ -124,14 +129,15 @@ fn first_order_maml_is_the_query_gradient_at_the_adapted_weights() {
 
 #[test]
 fn task_batched_and_per_task_paths_agree() {
+    // Both paths on the same network: two `tiny_net(5)` need not start alike (see `tiny_net`).
+    let (vs, mlp, params) = tiny_net(5);
     for first_order in [false, true] {
         let b = batch(4);
         let mut grads = vec![];
         for task_batched in [true, false] {
-            let (vs, mlp, params) = tiny_net(5);
             let config =
                 MamlConfig { inner_lr: 0.2, inner_steps: 2, first_order, task_batched, ..Default::default() };
-            let maml = Maml::new(mlp, params, &vs, TaskLoss::Mse, config).unwrap();
+            let maml = Maml::new(mlp.clone(), params.shallow_clone(), &vs, TaskLoss::Mse, config).unwrap();
             let (loss, g) = maml.meta_gradient(&b).unwrap();
             let after_3 = maml.adapt_and_evaluate(&b, 3).unwrap().loss;
             grads.push((loss, g, after_3));

@@ -37,7 +37,9 @@ fn sinusoids(tasks: usize, seed: u64) -> TaskBatch {
 }
 
 /// Tests seed libtorch's global generator: one at a time, or parallel test threads would
-/// draw each other's numbers.
+/// draw each other's numbers. Every draw in this binary must be made under this lock, not
+/// only the seeded ones: a draw outside it can land between another test's seeding and its
+/// initialisation, and two learners built "from the same seed" then differ.
 static SEED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A float64 MLP 1-40-40-1 under a fixed seed.
@@ -206,7 +208,11 @@ fn learned_rates_registered_in_the_var_store_train_with_a_tch_optimizer() {
     let mut fixed = MamlFamily::new(model, theta, TaskLoss::Mse, settings).unwrap();
     assert_eq!(fixed.register_learned_lrs(&(vs.root() / "inner_lr")).unwrap(), 0);
     let (vs, model, theta) = mlp(9);
-    let mut meta_sgd = MetaSgd::new(model, theta, TaskLoss::Mse, MetaSgdConfig::default()).unwrap();
+    // Meta-SGD draws its rates from torch's generator too: under the lock.
+    let mut meta_sgd = {
+        let _lock = SEED.lock().unwrap_or_else(|e| e.into_inner());
+        MetaSgd::new(model, theta, TaskLoss::Mse, MetaSgdConfig::default()).unwrap()
+    };
     assert_eq!(meta_sgd.register_learned_lrs(&(vs.root() / "inner_lr")).unwrap(), 6);
     assert_eq!(meta_sgd.meta_parameters().len(), 12);
 }

@@ -40,7 +40,10 @@ pub fn episodes(seed: i64) -> TaskBatch {
 
 /// The tests of one binary run on parallel threads and share libtorch's global generator
 /// (`tch::manual_seed`): every test that seeds it holds this lock for its whole body, so
-/// that two learners built "from the same seed" really start from the same weights.
+/// that two learners built "from the same seed" really start from the same weights. In a
+/// binary that uses it, every test that draws from the generator at all (a network's
+/// initialisation, `Tensor::randn`) must hold it too: an unlocked draw can land between
+/// another test's seeding and its draws.
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{rand, var_store};
+use common::{rand, seeded, var_store};
 use metl_models::{
     conv4::{Conv4, Conv4Config},
     gradcheck::{check_gradients, GradCheckConfig},
@@ -21,6 +21,11 @@ use tch::{Kind, Tensor};
 
 const K: Kind = Kind::Double;
 
+/// Every test runs at a fixed random point ([`seeded`]): at a point drawn anew on each run,
+/// about one run in fifty put a ReLU or max-pooling kink within ε of the point in one
+/// direction, where a central difference measures neither side's derivative (in second
+/// order the inner gradient jumps there: −694 against autograd's −0.19).
+///
 /// Each direction within 1e-6 of its own size plus 1e-6 of the largest: a central
 /// difference of a network's output carries rounding noise of about ε_machine·|f|/ε, a few
 /// 1e-9 here, which a small directional derivative beside large ones cannot be held below
@@ -42,6 +47,7 @@ fn tiny_conv4(bn: BatchNormConfig) -> Conv4Config {
 
 #[test]
 fn mlp_gradients() {
+    let _seeded = seeded(1);
     for activation in [Activation::Tanh, Activation::Relu, Activation::Gelu, Activation::Sigmoid] {
         let vs = var_store(K);
         let (mlp, params) =
@@ -52,6 +58,7 @@ fn mlp_gradients() {
 
 #[test]
 fn conv4_gradients_in_every_batch_norm_mode() {
+    let _seeded = seeded(2);
     let x = rand(&[4, 1, 16, 16], K);
     let vs = var_store(K);
     let (conv4, params) = tiny_conv4(BatchNormConfig::batch()).init(&vs.root().sub("batch")).unwrap();
@@ -74,6 +81,7 @@ fn conv4_gradients_in_every_batch_norm_mode() {
 
 #[test]
 fn resnet12_gradients() {
+    let _seeded = seeded(3);
     let vs = var_store(K);
     let config = ResNet12Config { in_channels: 2, channels: vec![2, 3, 3, 4], ..ResNet12Config::default() };
     let (resnet, params) = config.init(&vs.root()).unwrap();
@@ -85,6 +93,7 @@ fn resnet12_gradients() {
 
 #[test]
 fn head_and_task_batched_gradients() {
+    let _seeded = seeded(4);
     let vs = var_store(K);
     let cosine = CosineHead::new(6, 4, CosineHeadConfig { scale: Some(5.0), learn_scale: true }).unwrap();
     let params = cosine.init(&vs.root().sub("cosine")).unwrap();
@@ -122,6 +131,7 @@ fn maml_loss<M: Model>(
 
 #[test]
 fn second_order_gradients() {
+    let _seeded = seeded(5);
     let vs = var_store(K);
     let device = common::device();
     // MLP regression.
@@ -183,6 +193,7 @@ fn heads(tasks: usize, features: i64) -> Vec<LinearHead> {
 
 #[test]
 fn multitask_architecture_gradients() {
+    let _seeded = seeded(6);
     let vs = var_store(K);
     let x = rand(&[5, 4], K);
     let expert = mlp(&[4, 6, 5]);
@@ -221,6 +232,7 @@ fn multitask_architecture_gradients() {
 
 #[test]
 fn convolutional_multitask_architecture_gradients() {
+    let _seeded = seeded(7);
     let vs = var_store(K);
     let x = rand(&[4, 1, 16, 16], K);
     let backbone: Conv4 = tiny_conv4(BatchNormConfig::batch()).build().unwrap();

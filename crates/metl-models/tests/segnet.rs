@@ -62,6 +62,19 @@ fn names_and_counts_are_mtans() {
     assert_eq!(tiny().build().unwrap().init(&var_store(Kind::Float).root()).unwrap().numel(), 4086);
 }
 
+/// Fills parameter tensor `k` (in PyTorch's order) with `scale · sin(0.37 i + k)`, element `i`
+/// in row-major order: values that do not depend on libtorch's global generator, which the
+/// binary's parallel tests share.
+fn fill_with_waves<'a>(tensors: impl Iterator<Item = &'a Tensor>, scale: f64) {
+    tch::no_grad(|| {
+        for (k, p) in tensors.enumerate() {
+            let values =
+                (Tensor::arange(p.numel() as i64, (Kind::Double, p.device())) * 0.37 + k as f64).sin();
+            p.shallow_clone().f_copy_(&(values * scale).view(p.size().as_slice())).unwrap();
+        }
+    });
+}
+
 /// Every parameter `k` (in PyTorch's order) filled with `sin(0.37 i + k)`, the input with
 /// `cos(0.11 i)`; the reference values come from MTAN's module in PyTorch 2.13 (float64,
 /// training mode).
@@ -72,13 +85,7 @@ fn forward_matches_pytorch() {
     let head = DenseHead::new(2, 3).unwrap();
     let trunk = segnet.init(&vs.root().sub("trunk")).unwrap();
     let head_params = head.init(&vs.root().sub("head")).unwrap();
-    tch::no_grad(|| {
-        for (k, p) in trunk.tensors().iter().chain(head_params.tensors()).enumerate() {
-            let values =
-                (Tensor::arange(p.numel() as i64, (Kind::Double, p.device())) * 0.37 + k as f64).sin();
-            p.shallow_clone().f_copy_(&values.view(p.size().as_slice())).unwrap();
-        }
-    });
+    fill_with_waves(trunk.tensors().iter().chain(head_params.tensors()), 1.0);
     let x = (Tensor::arange(2 * 3 * 32 * 64, (Kind::Double, device())) * 0.11).cos().view([2, 3, 32, 64]);
     let z = segnet.forward(&trunk, &x, true);
     let y = head.forward(&head_params, &z, true);
@@ -109,16 +116,23 @@ fn any_size_keeps_its_resolution_and_gradients_check() {
     assert!(err.contains("H, W >= 32"), "{err}");
     assert!(segnet.output_shape(&[1, 32, 32]).is_err());
 
+    // The gradient check at a fixed point. At a random one (the global generator's next draws)
+    // it failed about one run in fifteen: a central difference of ±1e-6 sometimes straddles a
+    // max-pooling switch or a ReLU kink (errors up to 16 %, and smaller steps confirm autograd),
+    // and batch norm over the 2 × 1 × 1 values of the deepest stage amplifies rounding to a
+    // few 1e-6 of the derivatives. A wrong gradient is off by far more than 1e-4.
     let head = DenseHead::new(2, 3).unwrap();
     let all = params.merge(&head.init(&vs.root().sub("head")).unwrap().prefixed("head")).unwrap();
-    let x = Tensor::randn([2, 3, 32, 32], (Kind::Double, device()));
-    let w = Tensor::randn([2, 3, 32, 32], (Kind::Double, device()));
+    fill_with_waves(all.tensors().iter(), 0.5);
+    let wave = |a: f64, b: f64| (Tensor::arange(2 * 3 * 32 * 32, (Kind::Double, device())) * a + b).sin();
+    let x = wave(0.11, 0.5).view([2, 3, 32, 32]);
+    let w = wave(0.23, 1.0).view([2, 3, 32, 32]);
     let loss = |p: &Params| {
         let z = segnet.forward(p, &x, true);
         (head.forward(&p.sub("head"), &z, true) * &w).sum(Kind::Double)
     };
     let report = check_gradients(&all, loss, &GradCheckConfig::default()).unwrap();
-    assert!(report.is_close(1e-6, 1e-8), "{report}");
+    assert!(report.is_close(1e-4, 1e-8), "{report}");
     assert!(SegNetConfig { widths: [2, 0, 4, 5, 6], ..tiny() }.build().is_err());
     assert!(DenseHead::new(0, 3).is_err());
 }

@@ -39,6 +39,17 @@ pub fn f32_tolerance() -> f64 {
     }
 }
 
+/// Seeds libtorch's global generator and holds a lock for the test's whole body: the tests
+/// of one binary run on parallel threads and share that generator, so without it a test's
+/// random point is whatever the other tests left, different on every run. In a binary that
+/// uses it, every test that draws (a network's initialisation, `Tensor::randn`) must hold it.
+pub fn seeded(seed: i64) -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(seed);
+    guard
+}
+
 /// The tolerance of task-batched-versus-looped comparisons in `kind`: [`f32_tolerance`] for
 /// float32, 1e-10 for float64.
 pub fn tolerance(kind: Kind) -> f64 {

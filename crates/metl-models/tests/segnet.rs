@@ -7,7 +7,7 @@ mod common;
 use common::{device, var_store};
 use metl_models::{
     dense_head::DenseHead,
-    gradcheck::{check_gradients, GradCheckConfig},
+    gradcheck::{check_gradients, GradCheckConfig, Waves},
     segnet::SegNetConfig,
     Model, Params, StagedModel,
 };
@@ -62,19 +62,6 @@ fn names_and_counts_are_mtans() {
     assert_eq!(tiny().build().unwrap().init(&var_store(Kind::Float).root()).unwrap().numel(), 4086);
 }
 
-/// Fills parameter tensor `k` (in PyTorch's order) with `scale · sin(0.37 i + k)`, element `i`
-/// in row-major order: values that do not depend on libtorch's global generator, which the
-/// binary's parallel tests share.
-fn fill_with_waves<'a>(tensors: impl Iterator<Item = &'a Tensor>, scale: f64) {
-    tch::no_grad(|| {
-        for (k, p) in tensors.enumerate() {
-            let values =
-                (Tensor::arange(p.numel() as i64, (Kind::Double, p.device())) * 0.37 + k as f64).sin();
-            p.shallow_clone().f_copy_(&(values * scale).view(p.size().as_slice())).unwrap();
-        }
-    });
-}
-
 /// Every parameter `k` (in PyTorch's order) filled with `sin(0.37 i + k)`, the input with
 /// `cos(0.11 i)`; the reference values come from MTAN's module in PyTorch 2.13 (float64,
 /// training mode).
@@ -85,7 +72,9 @@ fn forward_matches_pytorch() {
     let head = DenseHead::new(2, 3).unwrap();
     let trunk = segnet.init(&vs.root().sub("trunk")).unwrap();
     let head_params = head.init(&vs.root().sub("head")).unwrap();
-    fill_with_waves(trunk.tensors().iter().chain(head_params.tensors()), 1.0);
+    Waves { frequency: 0.37, phase: 0.0, scale: 1.0 }
+        .fill(trunk.tensors().iter().chain(head_params.tensors()))
+        .unwrap();
     let x = (Tensor::arange(2 * 3 * 32 * 64, (Kind::Double, device())) * 0.11).cos().view([2, 3, 32, 64]);
     let z = segnet.forward(&trunk, &x, true);
     let y = head.forward(&head_params, &z, true);
@@ -123,7 +112,7 @@ fn any_size_keeps_its_resolution_and_gradients_check() {
     // few 1e-6 of the derivatives. A wrong gradient is off by far more than 1e-4.
     let head = DenseHead::new(2, 3).unwrap();
     let all = params.merge(&head.init(&vs.root().sub("head")).unwrap().prefixed("head")).unwrap();
-    fill_with_waves(all.tensors().iter(), 0.5);
+    Waves { frequency: 0.37, phase: 0.0, scale: 0.5 }.fill(all.tensors()).unwrap();
     let wave = |a: f64, b: f64| (Tensor::arange(2 * 3 * 32 * 32, (Kind::Double, device())) * a + b).sin();
     let x = wave(0.11, 0.5).view([2, 3, 32, 32]);
     let w = wave(0.23, 1.0).view([2, 3, 32, 32]);

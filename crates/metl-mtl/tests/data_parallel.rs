@@ -18,6 +18,7 @@
 use metl_data::{rng::substream, MultiTaskBatch};
 use metl_dist::{launch_local, Collective, LocalLaunch, ProcessGroup};
 use metl_models::{
+    gradcheck::Waves,
     mlp::MlpConfig,
     multitask::{Mmoe, MmoeConfig},
     optim::{Optimizer, Sgd, SgdConfig},
@@ -159,14 +160,9 @@ fn build_seeded<M: MultiTaskModel>(model: M, name: &str, phase: f64, seed: u64) 
     let strategy = config.build(&Setup { num_tasks: TASKS, path: vs.root().sub("mtl"), seed }).unwrap();
     vs.double();
     // The model's variables (not the strategy's: they keep their configured start).
-    tch::no_grad(|| {
-        for (i, (_, t)) in variables(&vs).iter().filter(|(n, _)| n.starts_with("model")).enumerate() {
-            let n = t.numel() as i64;
-            let values =
-                (Tensor::arange(n, (Kind::Double, Device::Cpu)) * 0.7 + i as f64 + phase).sin() * 0.4;
-            t.shallow_clone().copy_(&values.view(t.size().as_slice()));
-        }
-    });
+    let model_variables = variables(&vs);
+    let model_variables = model_variables.iter().filter(|(n, _)| n.starts_with("model")).map(|(_, t)| t);
+    Waves { frequency: 0.7, phase, scale: 0.4 }.fill(model_variables).unwrap();
     let sgd =
         Sgd::new(&variables(&vs), SgdConfig { lr: 0.02, momentum: 0.9, ..SgdConfig::default() }).unwrap();
     let trainer = MtlStep::new(model, params, vec![TaskLoss::Mse; TASKS], strategy).unwrap();

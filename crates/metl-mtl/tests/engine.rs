@@ -4,6 +4,7 @@
 
 use metl_data::MultiTaskBatch;
 use metl_models::{
+    gradcheck::Waves,
     mlp::MlpConfig,
     multitask::{decoder_task, split_by_task},
     optim::{Adam, AdamConfig},
@@ -62,13 +63,7 @@ fn encoder_gradient(config: StrategyConfig, representation: bool) -> (Vec<f32>, 
     let model = LinearShared { tasks: 3 };
     let params = model.init(&vs.root()).unwrap();
     // Fixed values (not the global generator, which tests running in parallel share).
-    tch::no_grad(|| {
-        for (i, t) in params.tensors().iter().enumerate() {
-            let n = t.numel() as i64;
-            let values = (Tensor::arange(n, (Kind::Float, Device::Cpu)) * 0.7 + i as f64).sin();
-            t.shallow_clone().copy_(&values.view(t.size().as_slice()));
-        }
-    });
+    Waves { frequency: 0.7, phase: 0.0, scale: 1.0 }.fill(params.tensors()).unwrap();
     let (shared, specific) = split_by_task(&model, &params);
     let mut strategy = config.build(&Setup { num_tasks: 3, path: vs.root().sub("mtl"), seed: 0 }).unwrap();
     // Orthonormal inputs (rows of the identity): XXᵀ = I, so the Gramian of the encoder's

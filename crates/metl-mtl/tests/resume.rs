@@ -5,6 +5,7 @@
 
 use metl_data::{rng::substream, MultiTaskBatch};
 use metl_models::{
+    gradcheck::Waves,
     mlp::{Mlp, MlpConfig},
     optim::{Adam, AdamConfig, Optimizer},
     HardSharing, MultiTaskModel, Params, TaskLoss,
@@ -16,7 +17,7 @@ use metl_mtl::{
 use rand::Rng as _;
 use rand_distr::StandardNormal;
 use std::collections::BTreeMap;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Device, Tensor};
 
 const TASKS: usize = 3;
 const INPUTS: usize = 8;
@@ -76,13 +77,7 @@ fn build(name: &str, phase: f64) -> Run {
     let heads = (0..TASKS).map(|_| MlpConfig::new([16, 1]).build().unwrap()).collect();
     let model = HardSharing::new(encoder, heads);
     let params = model.init(&vs.root().sub("model")).unwrap();
-    tch::no_grad(|| {
-        for (i, t) in params.tensors().iter().enumerate() {
-            let n = t.numel() as i64;
-            let values = (Tensor::arange(n, (Kind::Float, Device::Cpu)) * 0.7 + i as f64 + phase).sin() * 0.4;
-            t.shallow_clone().copy_(&values.view(t.size().as_slice()));
-        }
-    });
+    Waves { frequency: 0.7, phase, scale: 0.4 }.fill(params.tensors()).unwrap();
     let strategy = StrategyConfig::default_for(name)
         .unwrap()
         .build(&Setup { num_tasks: TASKS, path: vs.root().sub("mtl"), seed: 3 })

@@ -8,6 +8,7 @@
 use metl_data::MultiTaskBatch;
 use metl_models::{
     conv4::Conv4Config,
+    gradcheck::Waves,
     head::LinearHead,
     mlp::{Activation, MlpConfig},
     multitask::{decoder_task, split_by_task, Mmoe, MmoeConfig},
@@ -46,13 +47,7 @@ impl Strategy for Capture {
 fn init<M: MultiTaskModel>(model: &M, vs: &mut nn::VarStore) -> Params {
     let params = model.init(&vs.root().sub("model")).unwrap();
     vs.double();
-    tch::no_grad(|| {
-        for (i, t) in params.tensors().iter().enumerate() {
-            let n = t.numel() as i64;
-            let values = (Tensor::arange(n, (Kind::Double, Device::Cpu)) * 0.7 + i as f64).sin() * 0.5;
-            t.shallow_clone().copy_(&values.view(t.size().as_slice()));
-        }
-    });
+    Waves { frequency: 0.7, phase: 0.0, scale: 0.5 }.fill(params.tensors()).unwrap();
     params
 }
 

@@ -82,12 +82,15 @@ fn log_bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
 }
 
 /// A tick label with as many decimals as the axis span needs (none for spans over 100),
-/// in scientific notation for tiny values.
+/// in scientific notation for tiny values, with as many mantissa digits as tell ticks a
+/// tenth of the span apart (a constant learning rate of 1e-3 spans 9e-4..1.1e-3).
 fn tick(v: f64, (lo, hi): (f64, f64)) -> String {
     let span = (hi - lo).abs();
     let magnitude = lo.abs().max(hi.abs());
     if magnitude > 0.0 && magnitude < 1e-2 {
-        return format!("{v:.1e}");
+        let digits = if span > 0.0 { magnitude.log10().floor() - (span / 10.0).log10().floor() } else { 1.0 };
+        let digits = digits.clamp(1.0, 6.0) as usize;
+        return format!("{v:.digits$e}");
     }
     let decimals = if span >= 100.0 {
         0
@@ -246,7 +249,9 @@ mod tests {
         assert_eq!(tick(2000.0, (0.0, 70000.0)), "2000");
         assert_eq!(tick(-2.5, (-5.0, 5.0)), "-2.5");
         assert_eq!(tick(0.25, (0.0, 1.0)), "0.25");
-        assert_eq!(tick(0.001, (0.0009, 0.0011)), "1.0e-3");
+        assert_eq!(tick(0.001, (0.0009, 0.0011)), "1.00e-3");
+        assert_ne!(tick(0.00098, (0.0009, 0.0011)), tick(0.00102, (0.0009, 0.0011)));
+        assert_eq!(tick(0.004, (0.0, 0.009)), "4.0e-3");
         assert_eq!(log_tick(0.01), "0.01");
         assert_eq!(log_tick(0.25), "0.25");
         assert_eq!(log_tick(3.0), "3");

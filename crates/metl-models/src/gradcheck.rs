@@ -13,10 +13,11 @@
 //! (a ReLU's zero, a max-pooling switch), where the difference measures neither side's
 //! derivative. That is rare but not negligible for a network with many activations: a
 //! small SegNet checked at 30 random points crossed one at 2 of them (6 of 30 with a
-//! larger input). Check at a fixed point, not at whatever libtorch's global generator gives (which a test binary's
-//! parallel tests share): [`Waves`] fills parameters from a formula. `f` may itself
-//! differentiate (a loss after a differentiable inner SGD step), which makes this a
-//! second-order check; there a kink makes the inner gradient jump, and the difference with it.
+//! larger input). Check at a fixed point, not at whatever libtorch's global generator
+//! gives (which a test binary's parallel tests share): [`Waves`] fills parameters from a
+//! formula. `f` may itself differentiate (a loss after a differentiable inner SGD step),
+//! which makes this a second-order check; there a kink makes the inner gradient jump, and
+//! the difference with it.
 
 use crate::{
     error::{ModelError, Result},
